@@ -1,0 +1,125 @@
+// cache: the content-addressed package store.
+//
+// Entries are keyed by the archive's digest from the lock: SHA-256 when the lock has one, MD5
+// only when that is all it has. Layout (all paths built in cache/paths.cc, nowhere else):
+//
+//   ROOT/v1/archives/<key><ext>     verified archive, ext ".conda" / ".tar.bz2" / ".whl"
+//   ROOT/v1/trees/<key>/pkg/...     the archive's members, extracted exactly (no prefix
+//                                   replacement); info/ included
+//   ROOT/v1/trees/<key>/manifest.json  XXH3-64 + size + type of every member (cache verify)
+//   ROOT/v1/locks/<key>.lock        per-entry flock, held while an entry is being produced
+//   ROOT/v1/tmp/                    temp files and dirs (".tmp-<pid>-<token>")
+//
+// with <key> = "sha256-<64 hex>" or "md5-<32 hex>".
+//
+// Publish protocol: write into tmp/ (same file system) → verify → fsync → rename into place.
+// A final name always means a complete, verified entry; a crash leaves only tmp/ garbage that
+// `clean` removes. Concurrent processes coordinate with the per-entry lock: whoever holds it
+// produces the entry; the others wait for that entry only, then find it published.
+//
+// Thread safety: a Store is immutable after open(); all methods may be called concurrently
+// (for distinct keys; the entry lock serialises the same key across processes and threads).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
+#include "materializer/base/status.h"
+
+namespace mat::cache {
+
+struct Key {
+  HashKind kind = HashKind::kSha256;
+  std::string hex;  // lowercase
+  // "sha256-<hex>" / "md5-<hex>"
+  std::string str() const;
+  bool operator==(const Key&) const = default;
+};
+
+enum class ArchiveFormat { kConda, kTarBz2, kWheel };
+// From a file name: ".conda", ".tar.bz2", ".whl"; nullopt otherwise.
+std::optional<ArchiveFormat> format_from_name(std::string_view file_name);
+const char* format_ext(ArchiveFormat f);
+
+// An archive being written into the cache's tmp/ (the download sink writes through this).
+// Not thread-safe: one writer, one thread at a time. Destruction without publish() removes the
+// temp file.
+class PendingArchive {
+ public:
+  virtual ~PendingArchive() = default;
+  virtual Status reset() = 0;  // truncate to 0 (retry from byte 0)
+  virtual Status write(const char* data, size_t len) = 0;
+  virtual Status finish() = 0;  // flush; the caller then verifies the digest
+  virtual void abort() = 0;     // remove the temp file
+  virtual int64_t bytes() const = 0;
+  // The caller has verified the digest: fsync and rename to archives/<key><ext>.
+  // Returns the final path.
+  virtual Result<std::string> publish() = 0;
+};
+
+struct ExtractStats {
+  int64_t files = 0;        // regular files written
+  int64_t bytes = 0;        // uncompressed bytes written
+  int64_t symlinks = 0;
+  int64_t dirs = 0;
+};
+
+struct StoreStats {
+  int64_t archives = 0, archive_bytes = 0;
+  int64_t trees = 0, tree_files = 0, tree_bytes = 0;
+  int64_t tmp_entries = 0;
+};
+
+struct VerifyProblem {
+  std::string key;
+  std::string path;     // what is wrong
+  std::string problem;  // "sha256 mismatch: ...", "file missing", ...
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) a store rooted at `root`. Errors: kIo, kNoSpace.
+  static Result<std::unique_ptr<Store>> open(const std::string& root, Fs& fs = posix_fs());
+  virtual ~Store() = default;
+
+  virtual const std::string& root() const = 0;
+
+  // The published, verified archive for `key`, if present.
+  virtual std::optional<std::string> find_archive(const Key& key, ArchiveFormat f) const = 0;
+  // The directory holding the extracted members (".../trees/<key>/pkg"), if published.
+  virtual std::optional<std::string> find_tree(const Key& key) const = 0;
+
+  // Per-entry lock (both archive and tree of `key`). wait=false returns a lock that is
+  // !held() if someone else holds it.
+  virtual Result<FileLock> lock_entry(const Key& key, bool wait) const = 0;
+
+  // Starts writing an archive for `key` into tmp/. Caller should hold the entry lock.
+  virtual Result<std::unique_ptr<PendingArchive>> begin_archive(const Key& key,
+                                                                ArchiveFormat f) const = 0;
+
+  // Extracts a verified archive into trees/<key> (tmp dir, then rename). Members that would land
+  // outside the tree (absolute, "..", through a symlink, symlink targets escaping the package
+  // root, hard links to outside) make the whole package kCorrupt with the member named.
+  // Damaged archives are kCorrupt. Returns the tree's pkg/ directory. Caller should hold the
+  // entry lock. Safe to call concurrently for different keys.
+  virtual Result<std::string> extract(const Key& key, const std::string& archive_path,
+                                      ArchiveFormat f, ExtractStats* stats) const = 0;
+
+  virtual Result<StoreStats> stats() const = 0;
+  // Re-hashes every archive against its key and every tree against its manifest.
+  // Returns the problems found (empty = healthy). Errors only for run-wide failures.
+  virtual Result<std::vector<VerifyProblem>> verify() const = 0;
+  // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now.
+  virtual Status clean(bool all) const = 0;
+  // Removes one entry (archive and tree), e.g. after `verify` found it damaged.
+  virtual Status remove_entry(const Key& key) const = 0;
+};
+
+}  // namespace mat::cache

@@ -1,0 +1,28 @@
+// URL helpers that every module shares: credential redaction for messages and logs, and the
+// pieces of a conda package URL.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace mat {
+
+// Removes credentials from a URL for display: "https://user:pw@host/x" ->
+// "https://***@host/x"; conda-style tokens "/t/<token>/" -> "/t/***/"; query parameters named
+// token, access_token, password, key, signature, sig -> "***". Other URLs are returned as is.
+std::string redact_url(std::string_view url);
+
+// Last path component of a URL, without query or fragment ("zlib-1.3-h1.conda").
+std::string url_file_name(std::string_view url);
+
+// The URL without its fragment (everything from '#').
+std::string url_strip_fragment(std::string_view url);
+
+// True for "file://..." URLs.
+bool is_file_url(std::string_view url);
+
+// Converts "file:///a/b%20c" to "/a/b c"; returns "" if not a local file URL.
+std::string file_url_to_path(std::string_view url);
+std::string path_to_file_url(std::string_view abs_path);
+
+}  // namespace mat

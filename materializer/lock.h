@@ -1,0 +1,78 @@
+// Lock-file reading: every supported format becomes one list of PackageRef in lock order.
+//
+// Formats are recognised from the content, not the file name:
+//   conda-lock.yml v1      (YAML with `version: 1` and `package:` list; `manager: conda|pip`)
+//   @EXPLICIT              (text: an `@EXPLICIT` line, then URL lines with #md5 / #sha256 /
+//                           #sha256:<hex> fragments; `# platform: X` header optional)
+//   pixi.lock v5, v6       (YAML with `version: 5|6`, `environments:` and `packages:`)
+// Pip/PyPI entries are returned with kind == kPypi so the driver can refuse them as a whole.
+//
+// Errors are kInvalidInput and name the file, line and field:
+//   "env.lock:12: package 'zlib': field 'url' is missing".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "materializer/base/status.h"
+
+namespace mat {
+
+enum class LockFormat { kCondaLockV1, kExplicit, kPixi };
+const char* lock_format_name(LockFormat f);  // "conda-lock-v1", "explicit", "pixi-v6"...
+
+enum class PackageKind { kConda, kPypi };
+
+struct PackageRef {
+  PackageKind kind = PackageKind::kConda;
+  std::string name;       // from the lock, else parsed from the file name
+  std::string version;
+  std::string build;      // conda build string ("" for pypi)
+  std::string subdir;     // "linux-64", "noarch", ... (from the lock or the URL)
+  std::string channel;    // URL up to (not including) "/<subdir>/<file>"; redaction is the
+                          // caller's job when printing
+  std::string url;        // absolute URL (http/https/file); relative lock paths are resolved
+                          // against the lock file's directory into file:// URLs
+  std::string file_name;  // "zlib-1.3.1-h4ab18f5_1.conda"
+  std::string sha256;     // lowercase hex or ""
+  std::string md5;        // lowercase hex or ""
+  int64_t size = -1;      // from the lock when present
+  int line = 0;           // 1-based line of the entry in the lock (0 if unknown)
+};
+
+struct LockSelection {
+  std::string platform = "linux-64";
+  std::string environment = "default";  // pixi only
+};
+
+struct LockFile {
+  LockFormat format = LockFormat::kExplicit;
+  int version = 0;                     // format version (1 for conda-lock, 5/6 for pixi)
+  std::string path;
+  std::vector<std::string> platforms;  // declared platforms, if the format lists them
+  std::vector<std::string> environments;  // pixi
+  std::vector<PackageRef> packages;    // selected for the platform, in lock order
+};
+
+// Detects the format from `content` (path is for messages and for resolving relative paths).
+Result<LockFormat> detect_lock_format(const std::string& content, const std::string& path);
+
+// Reads and parses a lock file, keeping the entries for `sel.platform` plus noarch ones.
+// Entries without any hash are an error (kInvalidInput) naming the lines: we never install
+// unverified bytes.
+Result<LockFile> load_lock(const std::string& path, const LockSelection& sel);
+Result<LockFile> parse_lock(const std::string& content, const std::string& path,
+                            const LockSelection& sel);
+
+// "name-version-build.ext" -> name, version, build (empty on failure).
+struct CondaFileName {
+  std::string name, version, build;
+};
+std::optional<CondaFileName> parse_conda_file_name(const std::string& file_name);
+
+// The host's conda subdir: "linux-64", "linux-aarch64", "osx-arm64", ...
+std::string host_platform();
+
+}  // namespace mat
