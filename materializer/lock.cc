@@ -1,0 +1,344 @@
+// Lock-file front door: format detection, the shared helpers of lock_internal.h, and the
+// exception boundary around yaml-cpp (which reports errors by throwing).
+#include "materializer/lock.h"
+
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <string_view>
+#include <unordered_set>
+
+#include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
+#include "materializer/base/url.h"
+#include "materializer/lock_internal.h"
+
+namespace mat {
+namespace lock_internal {
+
+Status input_error(const std::string& path, int line, const std::string& what) {
+  if (line <= 0) return InvalidInput(path + ": " + what);
+  return InvalidInput(path + ":" + std::to_string(line) + ": " + what);
+}
+
+bool is_map(const YAML::Node& node) { return node.IsDefined() && node.IsMap(); }
+bool is_seq(const YAML::Node& node) { return node.IsDefined() && node.IsSequence(); }
+
+int line_of(const YAML::Node& node) {
+  if (!node.IsDefined()) return 0;
+  YAML::Mark m = node.Mark();
+  return m.is_null() ? 0 : m.line + 1;
+}
+
+YAML::Node child(const YAML::Node& map, const char* key) {
+  if (!is_map(map)) return YAML::Node(YAML::NodeType::Undefined);
+  return map[key];
+}
+
+std::optional<std::string> scalar(const YAML::Node& map, const char* key) {
+  const YAML::Node v = child(map, key);
+  if (!v.IsDefined() || !v.IsScalar()) return std::nullopt;
+  return v.Scalar();
+}
+
+std::optional<std::string> lower_hex(std::string_view value, size_t n) {
+  if (!is_hex(value, n)) return std::nullopt;
+  std::string out(value);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::optional<int64_t> parse_int(std::string_view s) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+bool has_url_scheme(std::string_view loc) {
+  // RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":". Requiring two or more
+  // characters keeps Windows drive letters ("C:\...") out.
+  size_t colon = loc.find(':');
+  if (colon == std::string_view::npos || colon < 2) return false;
+  if (!std::isalpha(static_cast<unsigned char>(loc[0]))) return false;
+  for (size_t i = 1; i < colon; ++i) {
+    unsigned char c = static_cast<unsigned char>(loc[i]);
+    if (!std::isalnum(c) && c != '+' && c != '-' && c != '.') return false;
+  }
+  return true;
+}
+
+// Lexical normalisation of an absolute path: drops "." and empty segments, resolves "..".
+static std::string normalize_abs(std::string_view p) {
+  std::vector<std::string_view> parts;
+  size_t i = 0;
+  while (i <= p.size()) {
+    size_t j = p.find('/', i);
+    if (j == std::string_view::npos) j = p.size();
+    std::string_view seg = p.substr(i, j - i);
+    if (seg == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!seg.empty() && seg != ".") {
+      parts.push_back(seg);
+    }
+    i = j + 1;
+  }
+  std::string out;
+  for (std::string_view s : parts) {
+    out += '/';
+    out += s;
+  }
+  return out.empty() ? "/" : out;
+}
+
+std::string resolve_location(const std::string& loc, const std::string& lock_dir) {
+  if (has_url_scheme(loc)) return loc;
+  if (!loc.empty() && loc[0] == '/') return path_to_file_url(normalize_abs(loc));
+  return path_to_file_url(normalize_abs(lock_dir + "/" + loc));
+}
+
+bool is_conda_archive(std::string_view file_name) {
+  return file_name.ends_with(".conda") || file_name.ends_with(".tar.bz2");
+}
+
+void fill_derived(PackageRef& ref) {
+  ref.file_name = url_file_name(ref.url);
+  if (ref.kind != PackageKind::kConda) return;
+  if (ref.name.empty() || ref.version.empty() || ref.build.empty()) {
+    if (auto parsed = parse_conda_file_name(ref.file_name)) {
+      if (ref.name.empty()) ref.name = parsed->name;
+      if (ref.version.empty()) ref.version = parsed->version;
+      if (ref.build.empty()) ref.build = parsed->build;
+    }
+  }
+  // ".../<channel>/<subdir>/<file>": the parent directory is the subdir.
+  std::string base = url_strip_fragment(ref.url);
+  size_t q = base.find('?');
+  if (q != std::string::npos) base.resize(q);
+  size_t slash = base.rfind('/');
+  if (slash == std::string::npos) return;
+  std::string parent_dir = base.substr(0, slash);
+  size_t slash2 = parent_dir.rfind('/');
+  std::string parent_name = slash2 == std::string::npos ? "" : parent_dir.substr(slash2 + 1);
+  if (ref.subdir.empty()) ref.subdir = parent_name;
+  if (ref.channel.empty()) {
+    ref.channel = (parent_name == ref.subdir && slash2 != std::string::npos)
+                      ? parent_dir.substr(0, slash2)
+                      : parent_dir;
+  }
+}
+
+Status check_hashes(const std::vector<PackageRef>& refs, const std::string& path,
+                    const std::string& missing, const std::string& hint) {
+  std::string list;
+  int count = 0;
+  int first_line = 0;
+  for (const PackageRef& r : refs) {
+    if (r.kind != PackageKind::kConda || !r.sha256.empty() || !r.md5.empty()) continue;
+    if (count++ == 0) first_line = r.line;
+    if (!list.empty()) list += ", ";
+    list += "line " + std::to_string(r.line) + ": " + r.file_name;
+  }
+  if (count == 0) return Status::Ok();
+  std::string what =
+      count == 1 ? list.substr(list.find(": ") + 2) + " has no " + missing
+                 : std::to_string(count) + " packages have no " + missing + " (" + list + ")";
+  return input_error(path, first_line, what + "; " + hint);
+}
+
+void dedupe(std::vector<PackageRef>& refs) {
+  std::unordered_set<std::string> seen;
+  std::vector<PackageRef> out;
+  out.reserve(refs.size());
+  for (PackageRef& r : refs) {
+    if (seen.insert(r.url).second) out.push_back(std::move(r));
+  }
+  refs = std::move(out);
+}
+
+}  // namespace lock_internal
+
+using namespace lock_internal;
+
+const char* lock_format_name(LockFormat f) {
+  switch (f) {
+    case LockFormat::kCondaLockV1:
+      return "conda-lock-v1";
+    case LockFormat::kExplicit:
+      return "explicit";
+    case LockFormat::kPixi:
+      return "pixi";
+  }
+  return "unknown";
+}
+
+std::string lock_format_label(const LockFile& lock) {
+  if (lock.format == LockFormat::kPixi) return "pixi-v" + std::to_string(lock.version);
+  return lock_format_name(lock.format);
+}
+
+namespace {
+
+constexpr const char* kUnknownFormat =
+    "not a recognised lock file: expected conda-lock.yml v1, @EXPLICIT or pixi.lock v4-v7";
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// Calls f(line) for each line of `content` until f returns true; returns whether it did.
+template <typename F>
+bool any_line(std::string_view content, F f) {
+  size_t i = 0;
+  while (i < content.size()) {
+    size_t nl = content.find('\n', i);
+    if (nl == std::string_view::npos) nl = content.size();
+    if (f(trim(content.substr(i, nl - i)))) return true;
+    i = nl + 1;
+  }
+  return false;
+}
+
+bool is_explicit_text(std::string_view content) {
+  return any_line(content, [](std::string_view l) { return l == "@EXPLICIT"; });
+}
+
+// Whether a YAML syntax error should be reported as such: only when the text looks like it
+// meant to be one of our YAML formats (a top-level key we know). Otherwise a TOML or
+// requirements file would get a confusing YAML message instead of "not a lock file".
+bool looks_like_yaml_lock(std::string_view content) {
+  return any_line(content, [](std::string_view l) {
+    return l.starts_with("version:") || l.starts_with("package:") || l.starts_with("packages:") ||
+           l.starts_with("environments:") || l.starts_with("metadata:");
+  });
+}
+
+// A URL as first meaningful line without @EXPLICIT: a conda "text spec" file that forgot the
+// marker; worth saying so.
+bool first_line_is_url(std::string_view content) {
+  bool url = false;
+  any_line(content, [&](std::string_view l) {
+    if (l.empty() || l[0] == '#') return false;
+    url = l.find("://") != std::string_view::npos;
+    return true;
+  });
+  return url;
+}
+
+// Strips a UTF-8 byte-order mark; editors on Windows add one.
+std::string_view without_bom(std::string_view s) {
+  if (s.starts_with("\xEF\xBB\xBF")) s.remove_prefix(3);
+  return s;
+}
+
+// Detects the format; for YAML formats also returns the parsed root in `root`.
+// May throw YAML::Exception only through YAML::Load, which callers guard.
+Result<LockFormat> detect(std::string_view content, const std::string& path, YAML::Node* root) {
+  if (trim(content).empty()) return input_error(path, 0, "empty lock file");
+  if (is_explicit_text(content)) return LockFormat::kExplicit;
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(std::string(content));
+  } catch (const YAML::Exception& e) {
+    if (!looks_like_yaml_lock(content)) return input_error(path, 0, kUnknownFormat);
+    return input_error(path, e.mark.is_null() ? 0 : e.mark.line + 1, "YAML syntax error: " + e.msg);
+  }
+  const YAML::Node& cdoc = doc;  // const lookups never insert keys
+  if (cdoc.IsMap()) {
+    if (cdoc["environments"].IsDefined() ||
+        (cdoc["packages"].IsDefined() && cdoc["version"].IsDefined())) {
+      if (root) *root = doc;
+      return LockFormat::kPixi;
+    }
+    if (cdoc["package"].IsDefined()) {
+      if (root) *root = doc;
+      return LockFormat::kCondaLockV1;
+    }
+  }
+  if (first_line_is_url(content)) {
+    return input_error(path, 0,
+                       std::string(kUnknownFormat) +
+                           " (URL lines without an @EXPLICIT line; add `@EXPLICIT` before them)");
+  }
+  return input_error(path, 0, kUnknownFormat);
+}
+
+}  // namespace
+
+Result<LockFormat> detect_lock_format(const std::string& content, const std::string& path) {
+  try {
+    return detect(without_bom(content), path, nullptr);
+  } catch (const YAML::Exception& e) {
+    return input_error(path, 0, std::string("YAML error: ") + e.what());
+  }
+}
+
+Result<LockFile> parse_lock(const std::string& content, const std::string& path,
+                            const LockSelection& sel) {
+  std::string_view text = without_bom(content);
+  std::string lock_dir = dir_name(absolute_path(path));
+  if (lock_dir.empty()) lock_dir = "/";
+  // yaml-cpp throws on syntax errors and bad conversions; nothing may escape this API.
+  try {
+    YAML::Node root;
+    MAT_ASSIGN_OR_RETURN(LockFormat format, detect(text, path, &root));
+    switch (format) {
+      case LockFormat::kExplicit:
+        return parse_explicit(std::string(text), path, lock_dir, sel);
+      case LockFormat::kCondaLockV1:
+        return parse_conda_lock(root, path, sel);
+      case LockFormat::kPixi:
+        return parse_pixi(root, path, lock_dir, sel);
+    }
+    return Internal(path + ": unhandled lock format");
+  } catch (const YAML::Exception& e) {
+    return input_error(path, e.mark.is_null() ? 0 : e.mark.line + 1, "YAML error: " + e.msg);
+  }
+}
+
+Result<LockFile> load_lock(const std::string& path, const LockSelection& sel) {
+  Result<std::string> content = read_file(path);
+  if (!content.ok()) {
+    const Status& s = content.status();
+    return Status(s.code(), "cannot read lock file: " + s.message());
+  }
+  return parse_lock(*content, path, sel);
+}
+
+std::optional<CondaFileName> parse_conda_file_name(const std::string& file_name) {
+  std::string_view s(file_name);
+  if (s.ends_with(".conda")) {
+    s.remove_suffix(6);
+  } else if (s.ends_with(".tar.bz2")) {
+    s.remove_suffix(8);
+  }
+  size_t b = s.rfind('-');
+  if (b == std::string_view::npos || b == 0) return std::nullopt;
+  size_t v = s.rfind('-', b - 1);
+  if (v == std::string_view::npos || v == 0) return std::nullopt;
+  CondaFileName out{std::string(s.substr(0, v)), std::string(s.substr(v + 1, b - v - 1)),
+                    std::string(s.substr(b + 1))};
+  if (out.version.empty() || out.build.empty()) return std::nullopt;
+  return out;
+}
+
+std::string host_platform() {
+  struct utsname u;
+  if (::uname(&u) != 0) return "linux-64";
+  std::string_view sys(u.sysname), m(u.machine);
+  if (sys == "Darwin") return (m == "arm64" || m == "aarch64") ? "osx-arm64" : "osx-64";
+  std::string os = sys == "Linux" ? "linux" : std::string(sys);
+  std::transform(os.begin(), os.end(), os.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (m == "x86_64" || m == "amd64") return os + "-64";
+  if (m == "i386" || m == "i486" || m == "i586" || m == "i686") return os + "-32";
+  if (m == "arm64") return os + "-aarch64";
+  // aarch64, ppc64le, s390x, armv6l, armv7l, riscv64 are conda subdir names as they are.
+  return os + "-" + std::string(m);
+}
+
+}  // namespace mat
