@@ -1,0 +1,576 @@
+#include "cache/extract.h"
+
+#include <fcntl.h>
+#include <langinfo.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <string_view>
+#include <utility>
+
+#include "cache/archive_handle.h"
+
+namespace mat::cache {
+namespace {
+
+using Type = ManifestEntry::Type;
+
+// 256 KiB: large enough that write(2) and XXH3 calls are amortised, small enough to keep one
+// per thread without thought.
+constexpr size_t kBufferSize = 256 * 1024;
+// libarchive's read block for the outer file.
+constexpr size_t kReadBlock = 128 * 1024;
+// Symlink hops followed when checking a target (the kernel's limit is 40).
+constexpr int kMaxSymlinkHops = 40;
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      n = 1, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// Member name -> "a/b/c" without leading "./", "." or empty components. Returns the reason
+// for rejecting it, or nullptr.
+const char* normalize_name(std::string_view raw, std::string* out) {
+  out->clear();
+  if (raw.starts_with('/')) return "absolute path";
+  if (!valid_utf8(raw)) return "name is not valid UTF-8";
+  size_t pos = 0;
+  while (pos <= raw.size()) {
+    size_t end = raw.find('/', pos);
+    if (end == std::string_view::npos) end = raw.size();
+    std::string_view comp = raw.substr(pos, end - pos);
+    pos = end + 1;
+    if (comp.empty() || comp == ".") continue;
+    if (comp == "..") return "path contains a '..' component";
+    if (!out->empty()) out->push_back('/');
+    out->append(comp);
+  }
+  return nullptr;
+}
+
+std::pair<std::string_view, std::string_view> split_parent(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return {std::string_view(), path};
+  return {path.substr(0, slash), path.substr(slash + 1)};
+}
+
+// Appends the components of `rel` to `out` (front first).
+void push_components(std::string_view rel, std::deque<std::string>* out) {
+  std::deque<std::string> comps;
+  size_t pos = 0;
+  while (pos <= rel.size()) {
+    size_t end = rel.find('/', pos);
+    if (end == std::string_view::npos) end = rel.size();
+    comps.emplace_back(rel.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  out->insert(out->begin(), comps.begin(), comps.end());
+}
+
+std::string join(const std::vector<std::string>& comps) {
+  std::string s;
+  for (const auto& c : comps) {
+    if (!s.empty()) s.push_back('/');
+    s += c;
+  }
+  return s;
+}
+
+// First non-null of libarchive's locale and UTF-8 views of a name.
+const char* entry_name(const char* mbs, const char* utf8) { return mbs ? mbs : utf8; }
+
+bool locale_is_utf8() {
+  const char* cs = nl_langinfo(CODESET);
+  return cs && (std::strcmp(cs, "UTF-8") == 0 || std::strcmp(cs, "utf8") == 0);
+}
+
+Status undecodable_name(const std::string& where, const char* what) {
+  if (!locale_is_utf8()) {
+    return Internal(where + ": a member " + what +
+                    " cannot be decoded because the process locale is not UTF-8 (" +
+                    nl_langinfo(CODESET) + "); main() must call setlocale(LC_CTYPE, \"C.UTF-8\")");
+  }
+  return Corrupt(where + ": a member " + what + " is not valid UTF-8");
+}
+
+// Writes one archive's members below a root fd and records them. One per extract_archive call;
+// both inner tars of a .conda go through the same Extractor, so they share one tree.
+class Extractor {
+ public:
+  Extractor(int root_fd, Fs& fs, ExtractScratch& scratch)
+      : root_fd_(root_fd), fs_(fs), scratch_(scratch) {}
+
+  // Extracts every member of `a`; `where` names the archive (and inner tar) in messages.
+  Status extract_all(archive* a, const std::string& where);
+  // Checks every symlink against the complete tree (a later link can change what an earlier
+  // target resolves through).
+  Status finish(const std::string& where) const;
+  Manifest take() { return std::move(m_); }
+
+ private:
+  Status add(archive* a, archive_entry* e, const std::string& where);
+  Status add_dir(const std::string& path, const std::string& where);
+  Status add_file(archive* a, archive_entry* e, const std::string& path, const std::string& where);
+  Status add_symlink(archive_entry* e, const std::string& path, const std::string& where);
+  Status add_hardlink(archive_entry* e, const std::string& path, const std::string& where);
+
+  // fd of `path`'s parent directory, creating missing ancestors (each recorded as a dir).
+  // Every component is opened O_NOFOLLOW, so a symlink on disk can never be traversed.
+  Result<int> parent_fd(const std::string& path, const std::string& where);
+  // Makes room for a non-directory at `path`: kCorrupt if a directory is there, else removes
+  // the earlier file or symlink (last one wins).
+  Status replace_non_dir(int dir_fd, const std::string& path, const std::string& where);
+
+  static Status member_error(const std::string& where, const std::string& path,
+                             const std::string& why) {
+    return Corrupt(where + ": member '" + path + "': " + why);
+  }
+  static Status sys_error(const std::string& where, const std::string& path, const char* op,
+                          int err) {
+    if (err == ENAMETOOLONG || err == EILSEQ) {
+      return member_error(where, path, std::string(op) + ": " + std::strerror(err));
+    }
+    return ErrnoStatus(where + ": " + op + " '" + path + "'", err);
+  }
+
+  int root_fd_;
+  Fs& fs_;
+  ExtractScratch& scratch_;
+  Manifest m_;
+  std::string cached_dir_;  // the directory cached_fd_ refers to ("" = none cached)
+  UniqueFd cached_fd_;
+};
+
+Status Extractor::extract_all(archive* a, const std::string& where) {
+  for (;;) {
+    archive_entry* e = nullptr;
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) return Status::Ok();
+    // ARCHIVE_WARN covers recoverable oddities such as a name libarchive could not convert;
+    // a null name is caught in add().
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(where + ": " + archive_error(a));
+    MAT_RETURN_IF_ERROR(add(a, e, where));
+  }
+}
+
+Status Extractor::add(archive* a, archive_entry* e, const std::string& where) {
+  const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
+  if (!raw) return undecodable_name(where, "name");
+  std::string path;
+  if (const char* why = normalize_name(raw, &path)) return member_error(where, raw, why);
+
+  const char* hardlink = entry_name(archive_entry_hardlink(e), archive_entry_hardlink_utf8(e));
+  mode_t type = archive_entry_filetype(e);
+  if (path.empty()) {
+    // "./" or "." itself: the root, which exists already.
+    if (type == AE_IFDIR && !hardlink) return Status::Ok();
+    return member_error(where, raw, "empty name");
+  }
+  if (hardlink) return add_hardlink(e, path, where);
+  switch (type) {
+    case AE_IFDIR:
+      return add_dir(path, where);
+    case AE_IFREG:
+      return add_file(a, e, path, where);
+    case AE_IFLNK:
+      return add_symlink(e, path, where);
+    default:
+      return member_error(where, path, "unsupported member type (device, fifo or socket)");
+  }
+}
+
+Result<int> Extractor::parent_fd(const std::string& path, const std::string& where) {
+  std::string_view parent = split_parent(path).first;
+  if (parent.empty()) return root_fd_;
+  if (cached_fd_.valid() && parent == cached_dir_) return cached_fd_.get();
+  cached_fd_.reset();
+  cached_dir_.clear();
+
+  UniqueFd cur;
+  int cur_fd = root_fd_;
+  size_t pos = 0;
+  for (;;) {
+    size_t end = parent.find('/', pos);
+    if (end == std::string_view::npos) end = parent.size();
+    std::string prefix(parent.substr(0, end));
+    std::string comp(parent.substr(pos, end - pos));
+    auto it = m_.find(prefix);
+    if (it == m_.end()) {
+      if (::mkdirat(cur_fd, comp.c_str(), 0755) != 0) {
+        return sys_error(where, prefix, "mkdir", errno);
+      }
+      m_.emplace(prefix, ManifestEntry{.type = Type::kDir});
+    } else if (it->second.type != Type::kDir) {
+      return member_error(
+          where, path,
+          "parent '" + prefix + "' is a " + type_name(it->second.type) + " in this package");
+    }
+    int fd = ::openat(cur_fd, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return sys_error(where, prefix, "open directory", errno);
+    cur = UniqueFd(fd);
+    cur_fd = fd;
+    if (end == parent.size()) break;
+    pos = end + 1;
+  }
+  cached_dir_ = std::string(parent);
+  cached_fd_ = std::move(cur);
+  return cached_fd_.get();
+}
+
+Status Extractor::replace_non_dir(int dir_fd, const std::string& path, const std::string& where) {
+  auto it = m_.find(path);
+  if (it == m_.end()) return Status::Ok();
+  if (it->second.type == Type::kDir) {
+    return member_error(where, path, "would replace a directory of the same name");
+  }
+  std::string base(split_parent(path).second);
+  if (::unlinkat(dir_fd, base.c_str(), 0) != 0 && errno != ENOENT) {
+    return sys_error(where, path, "remove duplicate", errno);
+  }
+  m_.erase(it);
+  return Status::Ok();
+}
+
+Status Extractor::add_dir(const std::string& path, const std::string& where) {
+  auto it = m_.find(path);
+  if (it != m_.end()) {
+    if (it->second.type == Type::kDir) return Status::Ok();
+    return member_error(where, path,
+                        std::string("directory would replace a ") + type_name(it->second.type));
+  }
+  MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
+  std::string base(split_parent(path).second);
+  if (::mkdirat(dir_fd, base.c_str(), 0755) != 0) return sys_error(where, path, "mkdir", errno);
+  m_.emplace(path, ManifestEntry{.type = Type::kDir});
+  return Status::Ok();
+}
+
+Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path,
+                           const std::string& where) {
+  MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
+  MAT_RETURN_IF_ERROR(replace_non_dir(dir_fd, path, where));
+  std::string base(split_parent(path).second);
+  UniqueFd fd(
+      ::openat(dir_fd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return sys_error(where, path, "create", errno);
+
+  std::vector<char>& buf = scratch_.buffer();
+  XXH3_state_t* xxh = scratch_.xxh3();
+  XXH3_64bits_reset(xxh);
+  int64_t size = 0;
+  const std::string shown = where + ": " + path;
+  for (;;) {
+    la_ssize_t n = archive_read_data(a, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) return member_error(where, path, archive_error(a));
+    XXH3_64bits_update(xxh, buf.data(), static_cast<size_t>(n));
+    MAT_RETURN_IF_ERROR(fs_.write_all(fd.get(), buf.data(), static_cast<size_t>(n), shown));
+    size += n;
+  }
+  // fchmod, not the open mode: the umask must not change what the package asked for.
+  uint32_t mode = (archive_entry_perm(e) & 0777) | 0400;
+  if (::fchmod(fd.get(), mode) != 0) return sys_error(where, path, "chmod", errno);
+  if (::close(fd.release()) != 0) return sys_error(where, path, "close", errno);
+  m_[path] = ManifestEntry{
+      .type = Type::kFile, .size = size, .xxh3 = u64_hex(XXH3_64bits_digest(xxh)), .mode = mode};
+  return Status::Ok();
+}
+
+Status Extractor::add_symlink(archive_entry* e, const std::string& path, const std::string& where) {
+  const char* target = entry_name(archive_entry_symlink(e), archive_entry_symlink_utf8(e));
+  if (!target) return undecodable_name(where, "symlink target");
+  std::string_view t(target);
+  if (t.empty()) return member_error(where, path, "symlink with an empty target");
+  if (!valid_utf8(t)) return member_error(where, path, "symlink target is not valid UTF-8");
+  if (t.starts_with('/')) {
+    return member_error(where, path, "symlink to absolute path '" + std::string(t) + "'");
+  }
+  // Lexical check first, for an early, precise error; finish() repeats it through symlinks.
+  std::string_view dir = split_parent(path).first;
+  int64_t depth = dir.empty() ? 0 : 1 + std::count(dir.begin(), dir.end(), '/');
+  std::deque<std::string> comps;
+  push_components(t, &comps);
+  for (const auto& c : comps) {
+    if (c.empty() || c == ".") continue;
+    depth += (c == "..") ? -1 : 1;
+    if (depth < 0) {
+      return member_error(where, path,
+                          "symlink target '" + std::string(t) + "' escapes the package");
+    }
+  }
+  MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
+  MAT_RETURN_IF_ERROR(replace_non_dir(dir_fd, path, where));
+  std::string base(split_parent(path).second);
+  if (::symlinkat(target, dir_fd, base.c_str()) != 0) {
+    return sys_error(where, path, "symlink", errno);
+  }
+  m_[path] = ManifestEntry{.type = Type::kSymlink, .target = std::string(t)};
+  return Status::Ok();
+}
+
+Status Extractor::add_hardlink(archive_entry* e, const std::string& path,
+                               const std::string& where) {
+  const char* raw = entry_name(archive_entry_hardlink(e), archive_entry_hardlink_utf8(e));
+  std::string target;
+  if (const char* why = normalize_name(raw, &target)) {
+    return member_error(where, path, std::string("hard link to '") + raw + "': " + why);
+  }
+  auto it = m_.find(target);
+  if (it == m_.end() || it->second.type != Type::kFile) {
+    return member_error(where, path,
+                        std::string("hard link to '") + raw +
+                            "', which is not a regular file extracted earlier from this package");
+  }
+  if (target == path) return Status::Ok();
+  ManifestEntry linked = it->second;
+
+  // Open the target's directory before parent_fd() replaces the cached fd.
+  UniqueFd target_dir;
+  int target_dir_fd = root_fd_;
+  if (std::string_view tparent = split_parent(target).first; !tparent.empty()) {
+    MAT_ASSIGN_OR_RETURN(int fd, parent_fd(target, where));
+    target_dir = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!target_dir.valid()) return sys_error(where, target, "dup", errno);
+    target_dir_fd = target_dir.get();
+  }
+  MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
+  MAT_RETURN_IF_ERROR(replace_non_dir(dir_fd, path, where));
+  std::string tbase(split_parent(target).second);
+  std::string base(split_parent(path).second);
+  // No AT_SYMLINK_FOLLOW: the target is a regular file we wrote (checked above).
+  if (::linkat(target_dir_fd, tbase.c_str(), dir_fd, base.c_str(), 0) != 0) {
+    return sys_error(where, path, "link", errno);
+  }
+  m_[path] = std::move(linked);
+  return Status::Ok();
+}
+
+Status Extractor::finish(const std::string& where) const {
+  for (const auto& [path, e] : m_) {
+    if (e.type != Type::kSymlink) continue;
+    if (!symlink_stays_inside(m_, path, e.target)) {
+      return member_error(
+          where, path,
+          "symlink target '" + e.target + "' escapes the package through other symlinks");
+    }
+  }
+  return Status::Ok();
+}
+
+// --- formats ---------------------------------------------------------------------------------
+
+Status open_file(archive* a, const std::string& path, const std::string& shown) {
+  if (archive_read_open_filename(a, path.c_str(), kReadBlock) != ARCHIVE_OK) {
+    int err = archive_errno(a);
+    if (err == ENOENT) return NotFound(shown + ": " + archive_error(a));
+    return Corrupt(shown + ": " + archive_error(a));
+  }
+  return Status::Ok();
+}
+
+Status require_ok(int r, const char* what) {
+  if (r == ARCHIVE_OK) return Status::Ok();
+  return Internal(std::string("libarchive lacks built-in ") + what + " support");
+}
+
+Status extract_tar(const std::string& path, const std::string& shown, Extractor& ex) {
+  ArchiveRead a(archive_read_new());
+  // Real ".tar.bz2" packages are sometimes gzip or plain tar: accept the in-process
+  // decompressors, but not support_filter_all(), whose lrzip/lzop/grzip readers run external
+  // programs chosen by the archive's magic bytes.
+  MAT_RETURN_IF_ERROR(require_ok(archive_read_support_filter_bzip2(a.get()), "bzip2"));
+  MAT_RETURN_IF_ERROR(require_ok(archive_read_support_filter_gzip(a.get()), "gzip"));
+  MAT_RETURN_IF_ERROR(require_ok(archive_read_support_filter_xz(a.get()), "xz"));
+  MAT_RETURN_IF_ERROR(require_ok(archive_read_support_filter_zstd(a.get()), "zstd"));
+  archive_read_support_format_tar(a.get());  // ustar, pax and GNU tar
+  MAT_RETURN_IF_ERROR(open_file(a.get(), path, shown));
+  return ex.extract_all(a.get(), shown);
+}
+
+Status extract_wheel(const std::string& path, const std::string& shown, Extractor& ex) {
+  ArchiveRead a(archive_read_new());
+  // The seekable reader trusts the central directory, the same index pip and Python's zipfile
+  // use; the streaming reader would follow local headers, which may disagree.
+  archive_read_support_format_zip_seekable(a.get());
+  MAT_RETURN_IF_ERROR(open_file(a.get(), path, shown));
+  return ex.extract_all(a.get(), shown);
+}
+
+// Feeds an inner tar.zst from the outer zip's current member, zero-copy.
+struct InnerSource {
+  archive* outer;
+  std::string error;  // the outer reader's error, if it failed
+};
+
+la_ssize_t inner_read(archive* /*inner*/, void* ctx, const void** buf) {
+  auto* src = static_cast<InnerSource*>(ctx);
+  for (;;) {
+    size_t size = 0;
+    la_int64_t offset = 0;
+    int r = archive_read_data_block(src->outer, buf, &size, &offset);
+    if (r == ARCHIVE_EOF) return 0;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      src->error = archive_error(src->outer);
+      return -1;
+    }
+    if (size > 0) return static_cast<la_ssize_t>(size);
+  }
+}
+
+// Matches on the last path component: some repacked .conda files (one in the shared corpus,
+// from rattler's tests) nest the members in a directory, and conda-package-streaming and rattler
+// accept them. Outer names are never used as paths, so this costs no safety.
+bool is_inner_tar(std::string_view name) {
+  std::string_view base = split_parent(name).second;
+  return (base.starts_with("info-") || base.starts_with("pkg-")) && base.ends_with(".tar.zst");
+}
+
+Status extract_inner(archive* outer, const std::string& where, Extractor& ex) {
+  InnerSource src{outer, {}};
+  ArchiveRead in(archive_read_new());
+  MAT_RETURN_IF_ERROR(require_ok(archive_read_support_filter_zstd(in.get()), "zstd"));
+  archive_read_support_format_tar(in.get());
+  if (archive_read_open(in.get(), &src, nullptr, inner_read, nullptr) != ARCHIVE_OK) {
+    return Corrupt(where + ": " + (src.error.empty() ? archive_error(in.get()) : src.error));
+  }
+  Status st = ex.extract_all(in.get(), where);
+  if (!st.ok() && !src.error.empty() && st.code() == Code::kCorrupt) {
+    return Corrupt(st.message() + " (outer zip: " + src.error + ")");
+  }
+  return st;
+}
+
+// A .conda is a zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst; either tar may be
+// missing (info-only packages), both extract into the same tree. Other members are ignored.
+Status extract_conda(const std::string& path, const std::string& shown, Extractor& ex) {
+  ArchiveRead outer(archive_read_new());
+  // Seekable: zip64 members with data descriptors are only readable from the central directory.
+  archive_read_support_format_zip_seekable(outer.get());
+  MAT_RETURN_IF_ERROR(open_file(outer.get(), path, shown));
+  int inner_tars = 0;
+  for (;;) {
+    archive_entry* e = nullptr;
+    int r = archive_read_next_header(outer.get(), &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      return Corrupt(shown + ": " + archive_error(outer.get()));
+    }
+    const char* name = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
+    if (!name || !is_inner_tar(name)) continue;
+    MAT_RETURN_IF_ERROR(extract_inner(outer.get(), shown + ": " + name, ex));
+    ++inner_tars;
+  }
+  if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
+  return Status::Ok();
+}
+
+}  // namespace
+
+ExtractScratch::ExtractScratch() : buf_(kBufferSize), xxh3_(XXH3_createState()) {}
+ExtractScratch::~ExtractScratch() { XXH3_freeState(xxh3_); }
+
+bool symlink_stays_inside(const Manifest& m, const std::string& link_path,
+                          const std::string& target) {
+  std::vector<std::string> at;  // resolved components so far, from the package root
+  if (target.starts_with('/')) return false;
+  std::deque<std::string> todo;
+  push_components(split_parent(link_path).first, &todo);
+  for (auto& c : todo) {
+    if (!c.empty()) at.push_back(std::move(c));
+  }
+  todo.clear();
+  push_components(target, &todo);
+  int hops = 0;
+  while (!todo.empty()) {
+    std::string c = std::move(todo.front());
+    todo.pop_front();
+    if (c.empty() || c == ".") continue;
+    if (c == "..") {
+      if (at.empty()) return false;
+      at.pop_back();
+      continue;
+    }
+    at.push_back(std::move(c));
+    auto it = m.find(join(at));
+    if (it == m.end() || it->second.type != Type::kSymlink) continue;
+    // A loop fails with ELOOP in the kernel rather than escaping, so stop following it.
+    if (++hops > kMaxSymlinkHops) return true;
+    if (it->second.target.starts_with('/')) return false;
+    at.pop_back();
+    push_components(it->second.target, &todo);
+  }
+  return true;
+}
+
+ExtractStats stats_of(const Manifest& m) {
+  ExtractStats s;
+  for (const auto& [path, e] : m) {
+    switch (e.type) {
+      case Type::kFile:
+        ++s.files;
+        s.bytes += e.size;
+        break;
+      case Type::kSymlink:
+        ++s.symlinks;
+        break;
+      case Type::kDir:
+        ++s.dirs;
+        break;
+    }
+  }
+  return s;
+}
+
+Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat f,
+                                 const std::string& dest_dir, Fs& fs, ExtractScratch& scratch) {
+  UniqueFd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root.valid()) return ErrnoStatus("open " + dest_dir, errno);
+  Extractor ex(root.get(), fs, scratch);
+  const std::string shown = base_name(archive_path);
+  switch (f) {
+    case ArchiveFormat::kConda:
+      MAT_RETURN_IF_ERROR(extract_conda(archive_path, shown, ex));
+      break;
+    case ArchiveFormat::kTarBz2:
+      MAT_RETURN_IF_ERROR(extract_tar(archive_path, shown, ex));
+      break;
+    case ArchiveFormat::kWheel:
+      MAT_RETURN_IF_ERROR(extract_wheel(archive_path, shown, ex));
+      break;
+  }
+  MAT_RETURN_IF_ERROR(ex.finish(shown));
+  return ex.take();
+}
+
+}  // namespace mat::cache

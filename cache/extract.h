@@ -1,0 +1,74 @@
+// cache/extract.h: secure archive extraction (internal to cache/; Store::extract is the public
+// entry point).
+//
+// Members are written with *at() calls under an fd for the destination, never with
+// archive_write_disk and never through a path string, so nothing can land outside it:
+//   - absolute names, any ".." component          -> kCorrupt
+//   - a member whose parent is a symlink or a file -> kCorrupt (parents are opened O_NOFOLLOW)
+//   - symlink targets that are absolute or leave the package root, resolved from the link's
+//     directory and through the package's own symlinks -> kCorrupt
+//   - hard links to anything but a regular file extracted earlier -> kCorrupt
+//   - devices, fifos, sockets                      -> kCorrupt
+//   - a file replacing a directory or vice versa   -> kCorrupt
+//   - a duplicate regular file or symlink: the last one wins (tar semantics)
+//   - names that are not valid UTF-8               -> kCorrupt (the manifest is JSON)
+// Leading "./" and "." components are dropped. Files keep their permission bits (mode & 0777)
+// plus owner-read, so the cache stays readable; directories are 0755 (before umask) whatever
+// the archive says, since conda records no directory modes. mtimes are not restored.
+//
+// Names: libarchive decodes UTF-8-flagged zip names into the process locale, so the process must
+// run with a UTF-8 LC_CTYPE (main() calls setlocale(LC_CTYPE, "C.UTF-8") or similar). Tar names
+// are taken as raw bytes in any locale. Under a non-UTF-8 locale a UTF-8 zip name fails with
+// kInternal saying so.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cache/manifest.h"
+#include "cache/store.h"
+#include "materializer/base/fs.h"
+#include "materializer/base/status.h"
+
+struct XXH3_state_s;
+
+namespace mat::cache {
+
+// Per-thread scratch reused across packages: the data buffer and the XXH3 state. One object is
+// used by one thread at a time (Store keeps one per thread in an enumerable_thread_specific).
+class ExtractScratch {
+ public:
+  ExtractScratch();
+  ~ExtractScratch();
+  ExtractScratch(const ExtractScratch&) = delete;
+  ExtractScratch& operator=(const ExtractScratch&) = delete;
+
+  std::vector<char>& buffer() { return buf_; }
+  XXH3_state_s* xxh3() { return xxh3_; }
+
+ private:
+  std::vector<char> buf_;
+  XXH3_state_s* xxh3_;
+};
+
+// Extracts `archive_path` (format `f`) into `dest_dir`, an existing empty directory, and
+// returns what was written. Regular files are hashed (XXH3-64) while written; data goes
+// through `fs` (so FaultFs can fail it).
+// Errors: kCorrupt (damaged or malicious archive; message names the archive file, the inner
+// tar for .conda, the member and the reason), kNoSpace, kIo, kInternal (locale, see above).
+// On error `dest_dir` holds partial output; the caller removes it.
+// Thread safety: concurrent calls are fine with distinct `scratch` objects. Runs no TBB
+// algorithms inside, so a scratch is never re-entered on the same thread.
+Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat f,
+                                 const std::string& dest_dir, Fs& fs, ExtractScratch& scratch);
+
+// Counts from a manifest (hard links count as files).
+ExtractStats stats_of(const Manifest& m);
+
+// Exposed for tests: true if a symlink at `link_path` (relative to the package root) with the
+// relative `target` stays inside the root, following the package's own symlinks in `m`.
+bool symlink_stays_inside(const Manifest& m, const std::string& link_path,
+                          const std::string& target);
+
+}  // namespace mat::cache

@@ -1,0 +1,437 @@
+#include "cache/extract.h"
+
+#include <gtest/gtest.h>
+
+#include <clocale>
+
+#include "cache/test_util.h"
+#include "materializer/base/hash.h"
+
+namespace mat::cache {
+namespace {
+
+using testing::Compression;
+using testing::Member;
+using testing::TempDir;
+using Type = ManifestEntry::Type;
+
+// The process contract (extract.h): main() runs with a UTF-8 LC_CTYPE. gtest_main does not, so
+// the test binary sets it before any test runs.
+const bool kUtf8Locale = std::setlocale(LC_CTYPE, "C.UTF-8") != nullptr;
+
+class ExtractTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(kUtf8Locale);
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    ASSERT_TRUE(make_dirs(sentinel_).ok());
+  }
+
+  // Writes `bytes` as tmp/<name> and extracts it into dest/.
+  Result<Manifest> extract_bytes(const std::string& name, const std::string& bytes) {
+    std::string path = dir_ / name;
+    testing::write_bytes(path, bytes);
+    return extract_archive(path, *format_from_name(name), dest_, posix_fs(), scratch_);
+  }
+
+  // Asserts a kCorrupt naming `member`, with nothing written next to dest/.
+  void expect_rejected(const Result<Manifest>& r, const std::string& member) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().to_string();
+    EXPECT_NE(r.status().message().find(member), std::string::npos) << r.status().message();
+    EXPECT_TRUE(testing::list(sentinel_).empty());
+    EXPECT_EQ(testing::list(dir_ / "work").size(), 1u);  // only dest/ itself
+    EXPECT_FALSE(path_exists(dir_ / "evil"));
+  }
+
+  std::string pkg(const std::string& rel) const { return dest_ + "/" + rel; }
+
+  TempDir dir_;
+  std::string dest_ = dir_ / "work/pkg";
+  std::string sentinel_ = dir_ / "sentinel";
+  ExtractScratch scratch_;
+};
+
+TEST_F(ExtractTest, CondaWithInfoAndPkg) {
+  std::string conda = testing::make_conda(
+      {{"info/index.json", 'f', R"({"name":"test"})"}, {"info/paths.json", 'f', "{}"}},
+      {{"bin/tool", 'f', "#!/bin/sh\necho hi\n", "", 0755},
+       {"lib/libx.so.1", 'f', "ELF", "", 0644},
+       {"lib/libx.so", 'l', "", "libx.so.1"},
+       {"share/empty", 'd'},
+       {"etc/readonly.conf", 'f', "x=1\n", "", 0444}});
+  auto r = extract_bytes("test-1.0-0.conda", conda);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+
+  EXPECT_EQ(testing::slurp(pkg("bin/tool")), "#!/bin/sh\necho hi\n");
+  EXPECT_EQ(testing::file_mode(pkg("bin/tool")) & 07777, 0755u);
+  EXPECT_EQ(testing::file_mode(pkg("etc/readonly.conf")) & 07777, 0444u);
+  EXPECT_EQ(testing::read_link(pkg("lib/libx.so")), "libx.so.1");
+  EXPECT_TRUE(is_dir(pkg("share/empty")));
+  EXPECT_EQ(testing::slurp(pkg("info/index.json")), R"({"name":"test"})");
+  EXPECT_FALSE(path_exists(pkg("metadata.json")));
+
+  const Manifest& m = *r;
+  ASSERT_TRUE(m.count("bin/tool"));
+  EXPECT_EQ(m.at("bin/tool").type, Type::kFile);
+  EXPECT_EQ(m.at("bin/tool").size, 18);
+  EXPECT_EQ(m.at("bin/tool").mode, 0755u);
+  EXPECT_EQ(m.at("bin/tool").xxh3, xxh3_hex("#!/bin/sh\necho hi\n"));
+  EXPECT_EQ(m.at("lib/libx.so").type, Type::kSymlink);
+  EXPECT_EQ(m.at("lib/libx.so").target, "libx.so.1");
+  EXPECT_EQ(m.at("share/empty").type, Type::kDir);
+  EXPECT_EQ(m.at("share").type, Type::kDir);  // implicit parents are listed too
+  EXPECT_EQ(m.at("info/paths.json").xxh3, xxh3_hex("{}"));
+
+  ExtractStats s = stats_of(m);
+  EXPECT_EQ(s.files, 5);
+  EXPECT_EQ(s.symlinks, 1);
+  EXPECT_EQ(s.dirs, 6);  // info bin lib share share/empty etc
+}
+
+TEST_F(ExtractTest, TarBz2Valid) {
+  std::string tar = testing::make_tar(
+      {{"info/index.json", 'f', "{}"}, {"lib/a.txt", 'f', std::string(300000, 'a')}},
+      Compression::kBzip2);
+  auto r = extract_bytes("p-1-0.tar.bz2", tar);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(pkg("lib/a.txt")), std::string(300000, 'a'));
+  EXPECT_EQ(r->at("lib/a.txt").xxh3, xxh3_hex(std::string(300000, 'a')));
+}
+
+TEST_F(ExtractTest, TarBz2ThatIsPlainTarOrGzipIsAccepted) {
+  for (Compression c : {Compression::kNone, Compression::kGzip}) {
+    std::string tar = testing::make_tar({{"lib/a.txt", 'f', "a"}}, c);
+    ASSERT_TRUE(remove_all(dest_).ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    auto r = extract_bytes("p-1-0.tar.bz2", tar);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(testing::slurp(pkg("lib/a.txt")), "a");
+  }
+}
+
+TEST_F(ExtractTest, DotSlashNamesAreStripped) {
+  std::string tar = testing::make_tar(
+      {{"./", 'd'}, {"./bin", 'd'}, {"./bin/x", 'f', "x", "", 0755}, {"././lib//./y", 'f', "y"}},
+      Compression::kBzip2);
+  auto r = extract_bytes("p-1-0.tar.bz2", tar);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(pkg("bin/x")), "x");
+  EXPECT_EQ(testing::slurp(pkg("lib/y")), "y");
+  EXPECT_TRUE(r->count("bin/x"));
+  EXPECT_TRUE(r->count("lib/y"));
+  EXPECT_FALSE(r->count(""));
+}
+
+TEST_F(ExtractTest, UnicodeNamesRoundTrip) {
+  const std::string name =
+      "d\xc3\xbc/\xc3\xbcn\xc3\xaf"
+      "c\xc3\xb6"
+      "d\xc3\xa9_\xe2\x98\x83.txt";
+  const std::string link = "l\xe2\x98\x83";
+  std::vector<Member> members = {{name, 'f', "snow"}, {link, 'l', "", name}};
+  struct Case {
+    const char* file;
+    std::string bytes;
+  } cases[] = {
+      {"u-1-0.tar.bz2", testing::make_tar(members, Compression::kBzip2)},
+      {"u-1-0.conda", testing::make_conda({{"info/index.json", 'f', "{}"}}, members)},
+      {"u-1.0-py3-none-any.whl", testing::make_zip({{name, 'f', "snow"}}, true)},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.file);
+    ASSERT_TRUE(remove_all(dest_).ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    auto r = extract_bytes(c.file, c.bytes);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(testing::slurp(pkg(name)), "snow");
+    EXPECT_TRUE(r->count(name));
+    if (std::string(c.file).ends_with(".whl")) continue;
+    EXPECT_EQ(testing::read_link(pkg(link)), name);
+  }
+}
+
+TEST_F(ExtractTest, NonUtf8LocaleFailsLoudlyOnUtf8ZipNames) {
+  std::string whl = testing::make_zip({{"\xe2\x98\x83.py", 'f', "x"}});
+  std::string saved = std::setlocale(LC_CTYPE, nullptr);
+  std::setlocale(LC_CTYPE, "C");
+  auto r = extract_bytes("u-1.0-py3-none-any.whl", whl);
+  std::setlocale(LC_CTYPE, saved.c_str());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInternal);
+  EXPECT_NE(r.status().message().find("setlocale"), std::string::npos) << r.status().message();
+}
+
+TEST_F(ExtractTest, WheelExtractsDeflatedMembersAndModes) {
+  std::string whl = testing::make_zip({{"pkg/", 'd', "", "", 0755},
+                                       {"pkg/__init__.py", 'f', "print(1)\n"},
+                                       {"pkg-1.0.data/scripts/run", 'f', "#!python\n", "", 0755},
+                                       {"pkg-1.0.dist-info/RECORD", 'f', ""}},
+                                      /*deflate=*/true);
+  auto r = extract_bytes("pkg-1.0-py3-none-any.whl", whl);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(pkg("pkg/__init__.py")), "print(1)\n");
+  EXPECT_EQ(testing::file_mode(pkg("pkg-1.0.data/scripts/run")) & 0777, 0755u);
+  EXPECT_EQ(r->at("pkg-1.0.dist-info/RECORD").size, 0);
+}
+
+TEST_F(ExtractTest, HardLinkToEarlierFileIsLinked) {
+  std::string tar = testing::make_tar({{"bin/a", 'f', "same", "", 0755},
+                                       {"bin/b", 'h', "", "bin/a"},
+                                       {"./bin/c", 'h', "", "./bin/a"}},
+                                      Compression::kBzip2);
+  auto r = extract_bytes("p-1-0.tar.bz2", tar);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(pkg("bin/b")), "same");
+  EXPECT_EQ(r->at("bin/b"), r->at("bin/a"));
+  struct stat a, b;
+  ASSERT_EQ(::stat(pkg("bin/a").c_str(), &a), 0);
+  ASSERT_EQ(::stat(pkg("bin/c").c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+}
+
+TEST_F(ExtractTest, DuplicateFileLastOneWins) {
+  std::string tar = testing::make_tar(
+      {{"a", 'f', "first"}, {"a", 'f', "second"}, {"l", 'l', "", "a"}, {"l", 'f', "now a file"}},
+      Compression::kBzip2);
+  auto r = extract_bytes("p-1-0.tar.bz2", tar);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(pkg("a")), "second");
+  EXPECT_EQ(r->at("a").xxh3, xxh3_hex("second"));
+  EXPECT_EQ(r->at("l").type, Type::kFile);
+  EXPECT_TRUE(S_ISREG(testing::file_mode(pkg("l"))));
+}
+
+TEST_F(ExtractTest, RelativeSymlinksInsideArePreserved) {
+  std::string tar = testing::make_tar({{"share/terminfo/x/xterm", 'f', "t"},
+                                       {"lib/terminfo", 'l', "", "../share/terminfo"},
+                                       {"share/terminfo/x/xt", 'l', "", "../x/./xterm"},
+                                       {"dangling", 'l', "", "lib/not-shipped.so"},
+                                       {"dir/link-to-dir", 'l', "", "."}},
+                                      Compression::kBzip2);
+  auto r = extract_bytes("p-1-0.tar.bz2", tar);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::read_link(pkg("lib/terminfo")), "../share/terminfo");
+  EXPECT_EQ(testing::slurp(pkg("lib/terminfo/x/xt")), "t");
+  EXPECT_EQ(testing::read_link(pkg("dangling")), "lib/not-shipped.so");
+}
+
+// --- malicious archives ------------------------------------------------------------------------
+
+TEST_F(ExtractTest, DotDotMemberIsRejected) {
+  auto r = extract_bytes("p-1-0.tar.bz2",
+                         testing::make_tar({{"ok", 'f', "1"}, {"../../sentinel/evil", 'f', "x"}},
+                                           Compression::kBzip2));
+  expect_rejected(r, "../../sentinel/evil");
+  EXPECT_NE(r.status().message().find("p-1-0.tar.bz2"), std::string::npos);
+}
+
+TEST_F(ExtractTest, AbsoluteMemberIsRejected) {
+  std::string abs = sentinel_ + "/evil";
+  auto r =
+      extract_bytes("p-1-0.tar.bz2", testing::make_tar({{abs, 'f', "x"}}, Compression::kBzip2));
+  expect_rejected(r, abs);
+  EXPECT_NE(r.status().message().find("absolute"), std::string::npos);
+}
+
+TEST_F(ExtractTest, AbsoluteSymlinkThenMemberThroughItIsRejected) {
+  auto r =
+      extract_bytes("p-1-0.tar.bz2",
+                    testing::make_tar({{"a", 'l', "", sentinel_}, {"a/passwd", 'f', "root::0:0"}},
+                                      Compression::kBzip2));
+  expect_rejected(r, "'a'");
+}
+
+TEST_F(ExtractTest, MemberThroughRelativeSymlinkIsRejected) {
+  auto r = extract_bytes(
+      "p-1-0.tar.bz2",
+      testing::make_tar({{"sub/", 'd'}, {"a", 'l', "", "sub"}, {"a/passwd", 'f', "x"}},
+                        Compression::kBzip2));
+  expect_rejected(r, "a/passwd");
+  EXPECT_NE(r.status().message().find("symlink"), std::string::npos);
+}
+
+TEST_F(ExtractTest, EscapingSymlinkIsRejected) {
+  auto r = extract_bytes("p-1-0.tar.bz2",
+                         testing::make_tar({{"lib", 'l', "", "../.."}}, Compression::kBzip2));
+  expect_rejected(r, "'lib'");
+  auto r2 = extract_bytes(
+      "q-1-0.tar.bz2", testing::make_tar({{"a/b/c", 'l', "", "../../../x"}}, Compression::kBzip2));
+  expect_rejected(r2, "a/b/c");
+}
+
+TEST_F(ExtractTest, SymlinkEscapingThroughAnotherSymlinkIsRejected) {
+  // Each target is inside lexically, but a/b -> up/.. resolves via a/up -> .. to the root's
+  // parent.
+  auto r = extract_bytes(
+      "p-1-0.tar.bz2",
+      testing::make_tar({{"a/up", 'l', "", ".."}, {"a/b", 'l', "", "up/.."}}, Compression::kBzip2));
+  expect_rejected(r, "a/b");
+}
+
+TEST_F(ExtractTest, HardLinkOutsideIsRejected) {
+  auto r = extract_bytes("p-1-0.tar.bz2",
+                         testing::make_tar({{"h", 'h', "", "../x"}}, Compression::kBzip2));
+  expect_rejected(r, "'h'");
+  auto r2 = extract_bytes("q-1-0.tar.bz2",
+                          testing::make_tar({{"h", 'h', "", "/etc/passwd"}}, Compression::kBzip2));
+  expect_rejected(r2, "'h'");
+}
+
+TEST_F(ExtractTest, HardLinkToLaterOrSymlinkIsRejected) {
+  auto r = extract_bytes(
+      "p-1-0.tar.bz2",
+      testing::make_tar({{"h", 'h', "", "later"}, {"later", 'f', "x"}}, Compression::kBzip2));
+  expect_rejected(r, "'h'");
+  ASSERT_TRUE(remove_all(dest_).ok());
+  ASSERT_TRUE(make_dirs(dest_).ok());
+  auto r2 = extract_bytes(
+      "q-1-0.tar.bz2",
+      testing::make_tar({{"s", 'l', "", "x"}, {"h", 'h', "", "s"}}, Compression::kBzip2));
+  expect_rejected(r2, "'h'");
+}
+
+TEST_F(ExtractTest, DevicesAndFifosAreRejected) {
+  auto r =
+      extract_bytes("p-1-0.tar.bz2", testing::make_tar({{"dev/null", 'c'}}, Compression::kBzip2));
+  expect_rejected(r, "dev/null");
+  auto r2 = extract_bytes("q-1-0.tar.bz2", testing::make_tar({{"fifo", 'p'}}, Compression::kBzip2));
+  expect_rejected(r2, "fifo");
+}
+
+TEST_F(ExtractTest, FileReplacingDirectoryAndViceVersaIsRejected) {
+  auto r = extract_bytes("p-1-0.tar.bz2", testing::make_tar({{"x/y", 'f', "1"}, {"x", 'f', "2"}},
+                                                            Compression::kBzip2));
+  expect_rejected(r, "'x'");
+  ASSERT_TRUE(remove_all(dest_).ok());
+  ASSERT_TRUE(make_dirs(dest_).ok());
+  auto r2 = extract_bytes("q-1-0.tar.bz2",
+                          testing::make_tar({{"x", 'f', "2"}, {"x/", 'd'}}, Compression::kBzip2));
+  expect_rejected(r2, "'x'");
+  ASSERT_TRUE(remove_all(dest_).ok());
+  ASSERT_TRUE(make_dirs(dest_).ok());
+  auto r3 = extract_bytes("s-1-0.tar.bz2", testing::make_tar({{"x", 'f', "2"}, {"x/y", 'f', "1"}},
+                                                             Compression::kBzip2));
+  expect_rejected(r3, "x/y");
+}
+
+TEST_F(ExtractTest, NonUtf8NameIsRejected) {
+  auto r = extract_bytes("p-1-0.tar.bz2",
+                         testing::make_tar({{"lib/bad\xff\xfe", 'f', "x"}}, Compression::kBzip2));
+  expect_rejected(r, "lib/bad");
+  EXPECT_NE(r.status().message().find("UTF-8"), std::string::npos);
+}
+
+TEST_F(ExtractTest, ZipSlipWheelIsRejected) {
+  auto r = extract_bytes("evil-1.0-py3-none-any.whl",
+                         testing::make_zip({{"../../sentinel/evil.py", 'f', "x"}}));
+  expect_rejected(r, "../../sentinel/evil.py");
+}
+
+TEST_F(ExtractTest, MaliciousCondaInnerTarIsRejected) {
+  auto r = extract_bytes(
+      "evil-1.0-0.conda",
+      testing::make_conda({{"info/index.json", 'f', "{}"}}, {{"../../sentinel/evil", 'f', "x"}}));
+  expect_rejected(r, "../../sentinel/evil");
+  EXPECT_NE(r.status().message().find("pkg-test-1.0-0.tar.zst"), std::string::npos);
+}
+
+// --- damaged archives --------------------------------------------------------------------------
+
+TEST_F(ExtractTest, TruncatedArchivesAreCorrupt) {
+  std::string big;
+  for (int i = 0; i < 20000; ++i) big += std::to_string(i * 7919) + ",";
+  std::vector<Member> members = {{"info/index.json", 'f', "{}"}, {"lib/data", 'f', big}};
+  struct Case {
+    const char* file;
+    std::string bytes;
+  } cases[] = {
+      {"t-1-0.conda", testing::make_conda({{"info/index.json", 'f', "{}"}}, members)},
+      {"t-1-0.tar.bz2", testing::make_tar(members, Compression::kBzip2)},
+      {"t-1.0-py3-none-any.whl", testing::make_zip(members, true)},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.file);
+    ASSERT_TRUE(remove_all(dest_).ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    auto r = extract_bytes(c.file, c.bytes.substr(0, c.bytes.size() / 2));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().to_string();
+    EXPECT_NE(r.status().message().find(c.file), std::string::npos) << r.status().message();
+  }
+}
+
+TEST_F(ExtractTest, GarbageIsCorrupt) {
+  for (const char* file : {"g-1-0.conda", "g-1-0.tar.bz2", "g-1.0-py3-none-any.whl"}) {
+    auto r = extract_bytes(file, std::string(5000, '\x42'));
+    ASSERT_FALSE(r.ok()) << file;
+    EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().to_string();
+  }
+}
+
+TEST_F(ExtractTest, MissingArchiveIsNotFound) {
+  auto r = extract_archive(dir_ / "nope.conda", ArchiveFormat::kConda, dest_, posix_fs(), scratch_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().to_string();
+}
+
+TEST_F(ExtractTest, CondaWithoutPkgTarExtractsInfoOnly) {
+  auto r = extract_bytes("i-1-0.conda",
+                         testing::make_conda({{"info/index.json", 'f', "{}"}}, {}, true, false));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(pkg("info/index.json")), "{}");
+  EXPECT_EQ(testing::list(dest_), std::vector<std::string>{"info"});
+}
+
+TEST_F(ExtractTest, CondaWithMembersInADirectoryIsAccepted) {
+  std::string conda =
+      testing::make_zip({{"Users/x/Downloads/p/", 'd'},
+                         {"Users/x/Downloads/p/metadata.json", 'f', "{}"},
+                         {"Users/x/Downloads/p/info-p-1-0.tar.zst", 'f',
+                          testing::make_tar({{"info/index.json", 'f', "{}"}}, Compression::kZstd)},
+                         {"Users/x/Downloads/p/pkg-p-1-0.tar.zst", 'f',
+                          testing::make_tar({{"lib/a", 'f', "a"}}, Compression::kZstd)}});
+  auto r = extract_bytes("p-1-0.conda", conda);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(pkg("lib/a")), "a");
+  EXPECT_EQ(testing::slurp(pkg("info/index.json")), "{}");
+  EXPECT_FALSE(path_exists(pkg("Users")));
+}
+
+TEST_F(ExtractTest, CondaWithoutAnyTarIsCorrupt) {
+  auto r = extract_bytes("n-1-0.conda", testing::make_conda({}, {}, false, false));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt);
+}
+
+TEST_F(ExtractTest, WriteFailureIsNoSpace) {
+  FaultFs fault(posix_fs());
+  fault.fail_write_after(2);
+  std::string path = dir_ / "p-1-0.tar.bz2";
+  testing::write_bytes(path,
+                       testing::make_tar({{"a", 'f', "1"}, {"b", 'f', "2"}}, Compression::kBzip2));
+  auto r = extract_archive(path, ArchiveFormat::kTarBz2, dest_, fault, scratch_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kNoSpace) << r.status().to_string();
+}
+
+// --- symlink resolution ------------------------------------------------------------------------
+
+TEST(SymlinkStaysInside, FollowsPackageSymlinks) {
+  Manifest m;
+  m["a"] = {.type = Type::kDir};
+  m["a/up"] = {.type = Type::kSymlink, .target = ".."};
+  m["a/deep"] = {.type = Type::kSymlink, .target = "../x/y/z"};
+  m["loop"] = {.type = Type::kSymlink, .target = "loop"};
+  EXPECT_TRUE(symlink_stays_inside(m, "a/up", ".."));
+  EXPECT_FALSE(symlink_stays_inside(m, "a/b", "up/.."));
+  EXPECT_TRUE(symlink_stays_inside(m, "a/b", "deep/../.."));
+  EXPECT_FALSE(symlink_stays_inside(m, "a/b", "deep/../../../../.."));
+  EXPECT_FALSE(symlink_stays_inside(m, "x", "/etc"));
+  EXPECT_FALSE(symlink_stays_inside(m, "x", ".."));
+  EXPECT_TRUE(symlink_stays_inside(m, "x", "loop"));
+  EXPECT_TRUE(symlink_stays_inside(m, "lib/libz.so", "libz.so.1"));
+}
+
+}  // namespace
+}  // namespace mat::cache

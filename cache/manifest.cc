@@ -1,0 +1,106 @@
+#include "cache/manifest.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+namespace mat::cache {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kManifestVersion = 1;
+
+Status bad(const std::string& what, const std::string& why) {
+  return Corrupt(what + ": " + why + "; run `cache clean` or remove the entry to re-extract");
+}
+
+// One "files" value to an entry; false if malformed.
+bool parse_entry(const json& v, ManifestEntry* e) {
+  if (!v.is_object()) return false;
+  auto type = v.find("type");
+  if (type == v.end() || !type->is_string()) return false;
+  const auto& t = type->get_ref<const std::string&>();
+  if (t == "dir") {
+    e->type = ManifestEntry::Type::kDir;
+    return true;
+  }
+  if (t == "symlink") {
+    e->type = ManifestEntry::Type::kSymlink;
+    auto target = v.find("target");
+    if (target == v.end() || !target->is_string()) return false;
+    e->target = target->get<std::string>();
+    return true;
+  }
+  if (t != "file") return false;
+  e->type = ManifestEntry::Type::kFile;
+  auto size = v.find("size");
+  auto xxh3 = v.find("xxh3");
+  auto mode = v.find("mode");
+  if (size == v.end() || !size->is_number_unsigned()) return false;
+  if (xxh3 == v.end() || !xxh3->is_string()) return false;
+  if (mode == v.end() || !mode->is_number_unsigned()) return false;
+  e->size = size->get<int64_t>();
+  e->xxh3 = xxh3->get<std::string>();
+  e->mode = mode->get<uint32_t>() & 0777;
+  return true;
+}
+
+}  // namespace
+
+const char* type_name(ManifestEntry::Type t) {
+  switch (t) {
+    case ManifestEntry::Type::kFile:
+      return "file";
+    case ManifestEntry::Type::kSymlink:
+      return "symlink";
+    case ManifestEntry::Type::kDir:
+      return "dir";
+  }
+  return "?";
+}
+
+std::string u64_hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+std::string manifest_to_json(const Key& key, const Manifest& m) {
+  json files = json::object();
+  for (const auto& [path, e] : m) {
+    json v = {{"type", type_name(e.type)}};
+    if (e.type == ManifestEntry::Type::kFile) {
+      v["size"] = e.size;
+      v["xxh3"] = e.xxh3;
+      v["mode"] = e.mode;
+    } else if (e.type == ManifestEntry::Type::kSymlink) {
+      v["target"] = e.target;
+    }
+    files[path] = std::move(v);
+  }
+  json doc = {{"version", kManifestVersion}, {"key", key.str()}, {"files", std::move(files)}};
+  // `replace` instead of throwing on invalid UTF-8: extraction already rejects such names, so
+  // this only guards the no-exceptions contract.
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<Manifest> parse_manifest(std::string_view text, const std::string& what) {
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) return bad(what, "not valid JSON");
+  auto version = doc.find("version");
+  if (version == doc.end() || *version != kManifestVersion) {
+    return bad(what, "unsupported manifest version");
+  }
+  auto files = doc.find("files");
+  if (files == doc.end() || !files->is_object()) return bad(what, "no \"files\" object");
+  Manifest m;
+  for (const auto& [path, v] : files->items()) {
+    ManifestEntry e;
+    if (!parse_entry(v, &e)) return bad(what, "malformed entry for '" + path + "'");
+    m.emplace(path, std::move(e));
+  }
+  return m;
+}
+
+}  // namespace mat::cache

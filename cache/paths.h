@@ -1,0 +1,67 @@
+// cache/paths.h: every path inside the store is built here and nowhere else (leveldb's
+// db/filename.h). Internal to cache/.
+//
+//   ROOT/v1/archives/<key><ext>
+//   ROOT/v1/trees/<key>/{pkg/,manifest.json}
+//   ROOT/v1/locks/<key>.lock
+//   ROOT/v1/tmp/.tmp-<pid>-<token>[<suffix>]
+//
+// Keys come from lock files, i.e. from untrusted input: every Store method runs check_key()
+// before a key reaches a Paths function, so a key can never contain '/' or "..".
+// Thread safety: Paths is immutable; all functions are pure apart from new_tmp_path()'s random
+// token.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cache/store.h"
+#include "materializer/base/status.h"
+
+namespace mat::cache {
+
+// kInvalidInput unless `key.hex` is 64 (SHA-256) or 32 (MD5) hex digits.
+Status check_key(const Key& key);
+
+// "sha256-<hex>" / "md5-<hex>" back to a Key (lowercase hex); nullopt for anything else.
+std::optional<Key> parse_key(std::string_view s);
+
+// Splits "sha256-<hex><ext>" (a file name in archives/) into key and format.
+std::optional<std::pair<Key, ArchiveFormat>> parse_archive_name(std::string_view file_name);
+
+// Temp names are ".tmp-<pid>-<token>..."; returns the pid, or nullopt for other names.
+std::optional<pid_t> tmp_name_pid(std::string_view file_name);
+
+class Paths {
+ public:
+  // `root` must be absolute (Store::open makes it so).
+  explicit Paths(std::string root);
+
+  const std::string& root() const { return root_; }
+  const std::string& archives_dir() const { return archives_; }
+  const std::string& trees_dir() const { return trees_; }
+  const std::string& locks_dir() const { return locks_; }
+  const std::string& tmp_dir() const { return tmp_; }
+
+  // REQUIRES: check_key(key).ok()
+  std::string archive(const Key& key, ArchiveFormat f) const;
+  std::string tree(const Key& key) const;           // trees/<key>
+  std::string tree_pkg(const Key& key) const;       // trees/<key>/pkg
+  std::string tree_manifest(const Key& key) const;  // trees/<key>/manifest.json
+  std::string lock(const Key& key) const;           // locks/<key>.lock
+
+  // A fresh, unused name in tmp/: ".tmp-<pid>-<token><suffix>".
+  std::string new_tmp_path(std::string_view suffix = "") const;
+
+  // Inside a tree directory (published or temp): "<dir>/pkg", "<dir>/manifest.json".
+  static std::string pkg_in(const std::string& tree_dir);
+  static std::string manifest_in(const std::string& tree_dir);
+
+ private:
+  std::string root_, v1_, archives_, trees_, locks_, tmp_;
+};
+
+}  // namespace mat::cache

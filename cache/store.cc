@@ -1,0 +1,460 @@
+#include "cache/store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "cache/extract.h"
+#include "cache/manifest.h"
+#include "cache/paths.h"
+
+namespace mat::cache {
+namespace {
+
+using Type = ManifestEntry::Type;
+
+constexpr ArchiveFormat kAllFormats[] = {ArchiveFormat::kConda, ArchiveFormat::kTarBz2,
+                                         ArchiveFormat::kWheel};
+
+// Sorted names in `path`, without "." and "..". Errors: kNotFound, kIo.
+Result<std::vector<std::string>> list_dir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return ErrnoStatus("list " + path, errno);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    names.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool is_regular(const std::string& path, int64_t* size = nullptr) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (size) *size = st.st_size;
+  return true;
+}
+
+bool is_real_dir(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// Durability of a rename: fsync the directory. Best effort: the entry is already visible, so a
+// failure here must not turn a published entry into a reported error.
+void fsync_dir(Fs& fs, const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.valid()) fs.fsync(fd.get(), dir).ignore();
+}
+
+// Removes a temp directory on scope exit unless release()d.
+class TempDirGuard {
+ public:
+  explicit TempDirGuard(std::string path) : path_(std::move(path)) {}
+  ~TempDirGuard() {
+    if (!path_.empty()) remove_all(path_).ignore();
+  }
+  TempDirGuard(const TempDirGuard&) = delete;
+  TempDirGuard& operator=(const TempDirGuard&) = delete;
+  void release() { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
+// What is on disk (no xxh3: verify hashes files only when size and mode match).
+struct DiskEntry {
+  ManifestEntry e;
+  bool special = false;  // device, fifo or socket: extraction never makes one
+};
+using DiskTree = std::map<std::string, DiskEntry>;
+
+// Lists the tree under `dir_fd` into `out`. Never follows symlinks.
+Status walk_tree(int dir_fd, const std::string& rel, const std::string& shown, DiskTree* out) {
+  int fd = ::dup(dir_fd);
+  if (fd < 0) return ErrnoStatus("dup " + shown, errno);
+  DIR* dir = ::fdopendir(fd);
+  if (!dir) {
+    ::close(fd);
+    return ErrnoStatus("list " + shown, errno);
+  }
+  std::vector<std::string> names;
+  while (dirent* de = ::readdir(dir)) {
+    if (std::strcmp(de->d_name, ".") == 0 || std::strcmp(de->d_name, "..") == 0) continue;
+    names.emplace_back(de->d_name);
+  }
+  ::closedir(dir);
+  for (const auto& name : names) {
+    std::string path = rel.empty() ? name : rel + "/" + name;
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return ErrnoStatus("stat " + shown + "/" + path, errno);
+    }
+    DiskEntry d;
+    ManifestEntry& e = d.e;
+    if (S_ISDIR(st.st_mode)) {
+      e.type = Type::kDir;
+      UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub.valid()) return ErrnoStatus("open " + shown + "/" + path, errno);
+      MAT_RETURN_IF_ERROR(walk_tree(sub.get(), path, shown, out));
+    } else if (S_ISLNK(st.st_mode)) {
+      e.type = Type::kSymlink;
+      std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
+      ssize_t n = ::readlinkat(dir_fd, name.c_str(), target.data(), target.size());
+      if (n < 0) return ErrnoStatus("readlink " + shown + "/" + path, errno);
+      target.resize(static_cast<size_t>(n));
+      e.target = std::move(target);
+    } else {
+      e.type = Type::kFile;
+      e.size = st.st_size;
+      e.mode = st.st_mode & 0777;
+      d.special = !S_ISREG(st.st_mode);
+    }
+    out->emplace(std::move(path), std::move(d));
+  }
+  return Status::Ok();
+}
+
+class PendingArchiveImpl final : public PendingArchive {
+ public:
+  PendingArchiveImpl(Fs& fs, std::string tmp, std::string final_path, UniqueFd fd)
+      : fs_(fs), tmp_(std::move(tmp)), final_(std::move(final_path)), fd_(std::move(fd)) {}
+  ~PendingArchiveImpl() override { abort(); }
+
+  Status reset() override {
+    MAT_RETURN_IF_ERROR(check_open("reset"));
+    if (::ftruncate(fd_.get(), 0) != 0) return ErrnoStatus("truncate " + tmp_, errno);
+    if (::lseek(fd_.get(), 0, SEEK_SET) < 0) return ErrnoStatus("seek " + tmp_, errno);
+    bytes_ = 0;
+    return Status::Ok();
+  }
+
+  Status write(const char* data, size_t len) override {
+    MAT_RETURN_IF_ERROR(check_open("write"));
+    MAT_RETURN_IF_ERROR(fs_.write_all(fd_.get(), data, len, tmp_));
+    bytes_ += static_cast<int64_t>(len);
+    return Status::Ok();
+  }
+
+  // Bytes go straight to write(2); nothing is buffered here.
+  Status finish() override { return check_open("finish"); }
+
+  void abort() override {
+    fd_.reset();
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
+    tmp_.clear();
+  }
+
+  int64_t bytes() const override { return bytes_; }
+
+  Result<std::string> publish() override {
+    MAT_RETURN_IF_ERROR(check_open("publish"));
+    Status st = fs_.fsync(fd_.get(), tmp_);
+    if (st.ok() && ::close(fd_.release()) != 0) st = ErrnoStatus("close " + tmp_, errno);
+    // Someone else published the same verified bytes already: keep theirs.
+    if (st.ok() && !is_regular(final_)) st = fs_.rename(tmp_, final_);
+    if (!st.ok()) {
+      abort();
+      return st;
+    }
+    if (is_regular(tmp_)) ::unlink(tmp_.c_str());
+    tmp_.clear();
+    fsync_dir(fs_, dir_name(final_));
+    return final_;
+  }
+
+ private:
+  Status check_open(const char* op) const {
+    if (fd_.valid()) return Status::Ok();
+    return Internal(std::string("pending archive ") + final_ + ": " + op +
+                    " after publish() or abort()");
+  }
+
+  Fs& fs_;
+  std::string tmp_;  // "" once published or aborted
+  std::string final_;
+  UniqueFd fd_;
+  int64_t bytes_ = 0;
+};
+
+class StoreImpl final : public Store {
+ public:
+  StoreImpl(Paths paths, Fs& fs) : paths_(std::move(paths)), fs_(fs) {}
+
+  const std::string& root() const override { return paths_.root(); }
+
+  std::optional<std::string> find_archive(const Key& key, ArchiveFormat f) const override {
+    if (!check_key(key).ok()) return std::nullopt;
+    std::string path = paths_.archive(key, f);
+    if (!is_regular(path)) return std::nullopt;
+    return path;
+  }
+
+  std::optional<std::string> find_tree(const Key& key) const override {
+    if (!check_key(key).ok()) return std::nullopt;
+    // trees/<key> only ever appears by rename, complete with pkg/ and manifest.json.
+    std::string pkg = paths_.tree_pkg(key);
+    if (!is_real_dir(pkg)) return std::nullopt;
+    return pkg;
+  }
+
+  Result<FileLock> lock_entry(const Key& key, bool wait) const override {
+    MAT_RETURN_IF_ERROR(check_key(key));
+    std::string path = paths_.lock(key);
+    return wait ? FileLock::acquire(path) : FileLock::try_acquire(path);
+  }
+
+  Result<std::unique_ptr<PendingArchive>> begin_archive(const Key& key,
+                                                        ArchiveFormat f) const override {
+    MAT_RETURN_IF_ERROR(check_key(key));
+    std::string tmp = paths_.new_tmp_path(format_ext(f));
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid()) return ErrnoStatus("create " + tmp, errno);
+    return std::unique_ptr<PendingArchive>(
+        new PendingArchiveImpl(fs_, std::move(tmp), paths_.archive(key, f), std::move(fd)));
+  }
+
+  Result<std::string> extract(const Key& key, const std::string& archive_path, ArchiveFormat f,
+                              ExtractStats* stats) const override;
+  Result<StoreStats> stats() const override;
+  Result<std::vector<VerifyProblem>> verify() const override;
+  Status clean(bool all) const override;
+  Status remove_entry(const Key& key) const override;
+
+ private:
+  Status write_manifest(const std::string& path, const std::string& json) const;
+  std::vector<VerifyProblem> verify_archive(const std::string& name) const;
+  std::vector<VerifyProblem> verify_tree(const std::string& name) const;
+  Result<std::set<std::string>> entry_keys() const;
+
+  Paths paths_;
+  Fs& fs_;
+  // Extraction buffers, one per thread (STYLE §5): 256 KiB each, reused across packages.
+  mutable tbb::enumerable_thread_specific<ExtractScratch> scratch_;
+};
+
+Status StoreImpl::write_manifest(const std::string& path, const std::string& json) const {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd.valid()) return ErrnoStatus("create " + path, errno);
+  MAT_RETURN_IF_ERROR(fs_.write_all(fd.get(), json.data(), json.size(), path));
+  MAT_RETURN_IF_ERROR(fs_.fsync(fd.get(), path));
+  if (::close(fd.release()) != 0) return ErrnoStatus("close " + path, errno);
+  return Status::Ok();
+}
+
+Result<std::string> StoreImpl::extract(const Key& key, const std::string& archive_path,
+                                       ArchiveFormat f, ExtractStats* stats) const {
+  MAT_RETURN_IF_ERROR(check_key(key));
+  std::string tmp = paths_.new_tmp_path();
+  if (::mkdir(tmp.c_str(), 0755) != 0) return ErrnoStatus("create " + tmp, errno);
+  TempDirGuard guard(tmp);
+  std::string pkg = Paths::pkg_in(tmp);
+  if (::mkdir(pkg.c_str(), 0755) != 0) return ErrnoStatus("create " + pkg, errno);
+
+  MAT_ASSIGN_OR_RETURN(Manifest m, extract_archive(archive_path, f, pkg, fs_, scratch_.local()));
+  MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), manifest_to_json(key, m)));
+
+  // The rename is the commit point. If the tree appeared meanwhile (another process held a
+  // different lock file, or the caller skipped the lock), theirs is as good as ours.
+  if (!find_tree(key)) {
+    Status st = fs_.rename(tmp, paths_.tree(key));
+    if (st.ok()) {
+      guard.release();
+      fsync_dir(fs_, paths_.trees_dir());
+    } else if (!find_tree(key)) {
+      return st;
+    }
+  }
+  if (stats) *stats = stats_of(m);
+  return paths_.tree_pkg(key);
+}
+
+Result<StoreStats> StoreImpl::stats() const {
+  StoreStats s;
+  MAT_ASSIGN_OR_RETURN(auto archives, list_dir(paths_.archives_dir()));
+  for (const auto& name : archives) {
+    int64_t size = 0;
+    if (!is_regular(path_join(paths_.archives_dir(), name), &size)) continue;
+    ++s.archives;
+    s.archive_bytes += size;
+  }
+  MAT_ASSIGN_OR_RETURN(auto trees, list_dir(paths_.trees_dir()));
+  for (const auto& name : trees) {
+    auto key = parse_key(name);
+    if (!key) continue;
+    ++s.trees;
+    // Sizes come from the manifest: no walk over thousands of files.
+    auto text = read_file(paths_.tree_manifest(*key));
+    if (!text.ok()) continue;
+    auto m = parse_manifest(*text, paths_.tree_manifest(*key));
+    if (!m.ok()) continue;
+    for (const auto& [path, e] : *m) {
+      if (e.type != Type::kFile) continue;
+      ++s.tree_files;
+      s.tree_bytes += e.size;
+    }
+  }
+  MAT_ASSIGN_OR_RETURN(auto tmp, list_dir(paths_.tmp_dir()));
+  s.tmp_entries = static_cast<int64_t>(tmp.size());
+  return s;
+}
+
+std::vector<VerifyProblem> StoreImpl::verify_archive(const std::string& name) const {
+  std::string path = path_join(paths_.archives_dir(), name);
+  auto parsed = parse_archive_name(name);
+  if (!parsed) return {{"", path, "unexpected file in archives/"}};
+  const Key& key = parsed->first;
+  auto got = hash_file(path, key.kind);
+  if (!got.ok()) return {{key.str(), path, got.status().message()}};
+  if (*got == key.hex) return {};
+  const char* algo = key.kind == HashKind::kSha256 ? "sha256" : "md5";
+  return {
+      {key.str(), path, std::string(algo) + " mismatch: expected " + key.hex + ", got " + *got}};
+}
+
+std::vector<VerifyProblem> StoreImpl::verify_tree(const std::string& name) const {
+  std::string dir = path_join(paths_.trees_dir(), name);
+  auto key = parse_key(name);
+  if (!key) return {{"", dir, "unexpected entry in trees/"}};
+  std::string k = key->str();
+  std::string manifest_path = paths_.tree_manifest(*key);
+  auto text = read_file(manifest_path);
+  if (!text.ok()) return {{k, manifest_path, "manifest unreadable: " + text.status().message()}};
+  auto want = parse_manifest(*text, manifest_path);
+  if (!want.ok()) return {{k, manifest_path, want.status().message()}};
+
+  std::string pkg = paths_.tree_pkg(*key);
+  DiskTree have;
+  UniqueFd root(::open(pkg.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  Status st = root.valid() ? walk_tree(root.get(), "", pkg, &have) : ErrnoStatus(pkg, errno);
+  if (!st.ok()) return {{k, pkg, st.message()}};
+
+  std::vector<VerifyProblem> out;
+  auto problem = [&](const std::string& path, std::string what) {
+    out.push_back({k, path_join(pkg, path), std::move(what)});
+  };
+  for (const auto& [path, w] : *want) {
+    auto it = have.find(path);
+    if (it == have.end()) {
+      problem(path, std::string(type_name(w.type)) + " missing");
+      continue;
+    }
+    const ManifestEntry& h = it->second.e;
+    if (h.type != w.type || it->second.special) {
+      problem(path, std::string("expected a ") + type_name(w.type) + ", found a " +
+                        (it->second.special ? "special file" : type_name(h.type)));
+    } else if (w.type == Type::kSymlink && h.target != w.target) {
+      problem(path,
+              "symlink target changed: expected '" + w.target + "', found '" + h.target + "'");
+    } else if (w.type == Type::kFile) {
+      if (h.size != w.size) {
+        problem(path, "size changed: expected " + std::to_string(w.size) + ", found " +
+                          std::to_string(h.size));
+      } else if (h.mode != w.mode) {
+        problem(path, "mode changed: expected " + std::to_string(w.mode) + ", found " +
+                          std::to_string(h.mode));
+      } else if (auto x = xxh3_file(path_join(pkg, path)); !x.ok()) {
+        problem(path, x.status().message());
+      } else if (*x != w.xxh3) {
+        problem(path, "xxh3 mismatch: expected " + w.xxh3 + ", got " + *x);
+      }
+    }
+  }
+  for (const auto& [path, h] : have) {
+    if (!want->count(path)) problem(path, std::string("extra ") + type_name(h.e.type));
+  }
+  return out;
+}
+
+Result<std::vector<VerifyProblem>> StoreImpl::verify() const {
+  MAT_ASSIGN_OR_RETURN(auto archives, list_dir(paths_.archives_dir()));
+  MAT_ASSIGN_OR_RETURN(auto trees, list_dir(paths_.trees_dir()));
+  // One job per entry, in parallel (hashing dominates); results are kept in listing order so
+  // the report does not depend on timing.
+  const size_t n = archives.size() + trees.size();
+  std::vector<std::vector<VerifyProblem>> found(n);
+  tbb::parallel_for(size_t{0}, n, [&](size_t i) {
+    found[i] =
+        i < archives.size() ? verify_archive(archives[i]) : verify_tree(trees[i - archives.size()]);
+  });
+  std::vector<VerifyProblem> out;
+  for (auto& v : found) {
+    for (auto& p : v) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<std::set<std::string>> StoreImpl::entry_keys() const {
+  std::set<std::string> keys;
+  MAT_ASSIGN_OR_RETURN(auto archives, list_dir(paths_.archives_dir()));
+  for (const auto& name : archives) {
+    if (auto parsed = parse_archive_name(name)) keys.insert(parsed->first.str());
+  }
+  MAT_ASSIGN_OR_RETURN(auto trees, list_dir(paths_.trees_dir()));
+  for (const auto& name : trees) {
+    if (auto key = parse_key(name)) keys.insert(key->str());
+  }
+  return keys;
+}
+
+Status StoreImpl::clean(bool all) const {
+  // tmp/: a name carries the pid that made it. Entries of live processes (this one included:
+  // another thread may be extracting right now) are left alone.
+  MAT_ASSIGN_OR_RETURN(auto tmp, list_dir(paths_.tmp_dir()));
+  for (const auto& name : tmp) {
+    auto pid = tmp_name_pid(name);
+    if (pid && (*pid == ::getpid() || ::kill(*pid, 0) == 0 || errno == EPERM)) continue;
+    MAT_RETURN_IF_ERROR(remove_all(path_join(paths_.tmp_dir(), name)));
+  }
+  // Lock files are kept: deleting one while another process waits on it lets a third process
+  // lock a fresh file of the same name, and both would then "hold" the entry.
+  if (!all) return Status::Ok();
+  MAT_ASSIGN_OR_RETURN(auto keys, entry_keys());
+  for (const auto& s : keys) {
+    Key key = *parse_key(s);
+    MAT_ASSIGN_OR_RETURN(FileLock lock, lock_entry(key, /*wait=*/false));
+    if (!lock.held()) continue;  // in use by another process: keep it
+    MAT_RETURN_IF_ERROR(remove_entry(key));
+  }
+  return Status::Ok();
+}
+
+Status StoreImpl::remove_entry(const Key& key) const {
+  MAT_RETURN_IF_ERROR(check_key(key));
+  for (ArchiveFormat f : kAllFormats) {
+    std::string path = paths_.archive(key, f);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove " + path, errno);
+  }
+  // Move the tree out of trees/ first, so find_tree() never sees a half-deleted tree.
+  std::string tree = paths_.tree(key);
+  if (!path_exists(tree)) return Status::Ok();
+  std::string grave = paths_.new_tmp_path();
+  MAT_RETURN_IF_ERROR(fs_.rename(tree, grave));
+  return remove_all(grave);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs) {
+  Paths paths(absolute_path(root));
+  for (const std::string* dir :
+       {&paths.archives_dir(), &paths.trees_dir(), &paths.locks_dir(), &paths.tmp_dir()}) {
+    MAT_RETURN_IF_ERROR(make_dirs(*dir).with_context("open cache " + paths.root()));
+  }
+  return std::unique_ptr<Store>(new StoreImpl(std::move(paths), fs));
+}
+
+}  // namespace mat::cache

@@ -1,0 +1,424 @@
+#include "cache/store.h"
+
+#include <gtest/gtest.h>
+#include <tbb/parallel_for.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "cache/paths.h"
+#include "cache/test_util.h"
+#include "materializer/base/hash.h"
+
+namespace mat::cache {
+namespace {
+
+using testing::Compression;
+using testing::Member;
+using testing::TempDir;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { open_store(posix_fs()); }
+
+  void open_store(Fs& fs) {
+    auto s = Store::open(root_, fs);
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    store_ = std::move(s).value();
+  }
+
+  // Writes `bytes` outside the store and returns its path and SHA-256 key.
+  std::pair<std::string, Key> fixture(const std::string& name, const std::string& bytes) {
+    std::string path = dir_ / name;
+    testing::write_bytes(path, bytes);
+    return {path, Key{HashKind::kSha256, sha256_hex(bytes)}};
+  }
+
+  std::string simple_conda() {
+    return testing::make_conda({{"info/index.json", 'f', R"({"name":"t"})"}},
+                               {{"bin/t", 'f', "#!/bin/sh\n", "", 0755},
+                                {"lib/l.so.1", 'f', "ELF"},
+                                {"lib/l.so", 'l', "", "l.so.1"},
+                                {"share/empty/", 'd'}});
+  }
+
+  std::vector<std::string> tmp_entries() const { return testing::list(root_ + "/v1/tmp"); }
+
+  TempDir dir_;
+  std::string root_ = dir_ / "cache";
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, OpenCreatesLayout) {
+  for (const char* d : {"archives", "trees", "locks", "tmp"}) {
+    EXPECT_TRUE(is_dir(root_ + "/v1/" + d)) << d;
+  }
+  EXPECT_EQ(store_->root(), root_);
+}
+
+TEST_F(StoreTest, PublishArchiveRenamesIntoPlace) {
+  Key key{HashKind::kSha256, sha256_hex("hello")};
+  auto p = store_->begin_archive(key, ArchiveFormat::kConda);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_TRUE((*p)->write("hel", 3).ok());
+  ASSERT_TRUE((*p)->write("lo", 2).ok());
+  EXPECT_EQ((*p)->bytes(), 5);
+  EXPECT_EQ(tmp_entries().size(), 1u);
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kConda));
+  ASSERT_TRUE((*p)->finish().ok());
+  auto final_path = (*p)->publish();
+  ASSERT_TRUE(final_path.ok()) << final_path.status().to_string();
+  EXPECT_EQ(*final_path, root_ + "/v1/archives/" + key.str() + ".conda");
+  EXPECT_EQ(store_->find_archive(key, ArchiveFormat::kConda), *final_path);
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kWheel));
+  EXPECT_EQ(testing::slurp(*final_path), "hello");
+  p->reset();
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
+TEST_F(StoreTest, PublishWhenAlreadyPresentKeepsExisting) {
+  Key key{HashKind::kSha256, sha256_hex("x")};
+  for (int i = 0; i < 2; ++i) {
+    auto p = store_->begin_archive(key, ArchiveFormat::kWheel);
+    ASSERT_TRUE(p.ok());
+    ASSERT_TRUE((*p)->write("x", 1).ok());
+    auto r = (*p)->publish();
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+  }
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
+TEST_F(StoreTest, PendingDestroyedWithoutPublishLeavesNothing) {
+  Key key{HashKind::kMd5, md5_hex("x")};
+  {
+    auto p = store_->begin_archive(key, ArchiveFormat::kTarBz2);
+    ASSERT_TRUE(p.ok());
+    ASSERT_TRUE((*p)->write("partial", 7).ok());
+  }
+  EXPECT_TRUE(tmp_entries().empty());
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kTarBz2));
+  auto p = store_->begin_archive(key, ArchiveFormat::kTarBz2);
+  ASSERT_TRUE(p.ok());
+  (*p)->abort();
+  EXPECT_TRUE(tmp_entries().empty());
+  EXPECT_EQ((*p)->write("x", 1).code(), Code::kInternal);
+}
+
+TEST_F(StoreTest, PendingResetStartsOver) {
+  Key key{HashKind::kSha256, sha256_hex("fresh")};
+  auto p = store_->begin_archive(key, ArchiveFormat::kConda);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE((*p)->write("garbage from a failed try", 25).ok());
+  ASSERT_TRUE((*p)->reset().ok());
+  EXPECT_EQ((*p)->bytes(), 0);
+  ASSERT_TRUE((*p)->write("fresh", 5).ok());
+  auto r = (*p)->publish();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(testing::slurp(*r), "fresh");
+}
+
+TEST_F(StoreTest, PublishWriteFailureIsNoSpaceAndPublishesNothing) {
+  FaultFs fault(posix_fs());
+  open_store(fault);
+  Key key{HashKind::kSha256, sha256_hex("abc")};
+  {
+    auto p = store_->begin_archive(key, ArchiveFormat::kConda);
+    ASSERT_TRUE(p.ok());
+    fault.fail_write_after(2);
+    ASSERT_TRUE((*p)->write("a", 1).ok());
+    Status st = (*p)->write("bc", 2);
+    EXPECT_EQ(st.code(), Code::kNoSpace) << st.to_string();
+  }
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kConda));
+  EXPECT_TRUE(tmp_entries().empty());
+  EXPECT_TRUE(testing::list(root_ + "/v1/archives").empty());
+}
+
+TEST_F(StoreTest, PublishRenameFailurePublishesNothing) {
+  FaultFs fault(posix_fs());
+  open_store(fault);
+  Key key{HashKind::kSha256, sha256_hex("abc")};
+  auto p = store_->begin_archive(key, ArchiveFormat::kConda);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE((*p)->write("abc", 3).ok());
+  fault.fail_renames(true);
+  auto r = (*p)->publish();
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kConda));
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
+TEST_F(StoreTest, ExtractPublishesTreeAndManifest) {
+  auto [path, key] = fixture("t-1-0.conda", simple_conda());
+  EXPECT_FALSE(store_->find_tree(key));
+  ExtractStats stats;
+  auto r = store_->extract(key, path, ArchiveFormat::kConda, &stats);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, root_ + "/v1/trees/" + key.str() + "/pkg");
+  EXPECT_EQ(store_->find_tree(key), *r);
+  EXPECT_EQ(stats.files, 3);
+  EXPECT_EQ(stats.symlinks, 1);
+  EXPECT_EQ(stats.dirs, 5);  // info bin lib share share/empty
+  EXPECT_EQ(stats.bytes, 10 + 3 + 12);
+  EXPECT_EQ(testing::read_link(*r + "/lib/l.so"), "l.so.1");
+  EXPECT_TRUE(tmp_entries().empty());
+
+  auto doc =
+      nlohmann::json::parse(testing::slurp(root_ + "/v1/trees/" + key.str() + "/manifest.json"));
+  EXPECT_EQ(doc["version"], 1);
+  EXPECT_EQ(doc["key"], key.str());
+  EXPECT_EQ(doc["files"]["bin/t"]["type"], "file");
+  EXPECT_EQ(doc["files"]["bin/t"]["size"], 10);
+  EXPECT_EQ(doc["files"]["bin/t"]["mode"], 0755);
+  EXPECT_EQ(doc["files"]["bin/t"]["xxh3"], xxh3_hex("#!/bin/sh\n"));
+  EXPECT_EQ(doc["files"]["lib/l.so"]["type"], "symlink");
+  EXPECT_EQ(doc["files"]["lib/l.so"]["target"], "l.so.1");
+  EXPECT_EQ(doc["files"]["share/empty"]["type"], "dir");
+
+  // A second extraction of the same key keeps the published tree.
+  auto again = store_->extract(key, path, ArchiveFormat::kConda, nullptr);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
+TEST_F(StoreTest, MaliciousArchivePublishesNoTree) {
+  ASSERT_TRUE(make_dirs(dir_ / "sentinel").ok());
+  const std::vector<std::vector<Member>> attacks = {
+      {{"ok", 'f', "1"}, {"../../../../../sentinel/evil", 'f', "x"}},
+      {{"a", 'l', "", dir_ / "sentinel"}, {"a/passwd", 'f', "x"}},
+      {{"lib", 'l', "", "../.."}},
+      {{"h", 'h', "", "../x"}},
+  };
+  for (size_t i = 0; i < attacks.size(); ++i) {
+    auto [path, key] = fixture("evil" + std::to_string(i) + "-1-0.tar.bz2",
+                               testing::make_tar(attacks[i], Compression::kBzip2));
+    auto r = store_->extract(key, path, ArchiveFormat::kTarBz2, nullptr);
+    ASSERT_FALSE(r.ok()) << i;
+    EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().to_string();
+    EXPECT_FALSE(store_->find_tree(key));
+    EXPECT_FALSE(path_exists(root_ + "/v1/trees/" + key.str()));
+  }
+  EXPECT_TRUE(tmp_entries().empty());
+  EXPECT_TRUE(testing::list(root_ + "/v1/trees").empty());
+  EXPECT_TRUE(testing::list(dir_ / "sentinel").empty());
+}
+
+TEST_F(StoreTest, TruncatedArchivePublishesNoTree) {
+  std::string bytes = simple_conda();
+  auto [path, key] = fixture("t-1-0.conda", bytes.substr(0, bytes.size() / 2));
+  auto r = store_->extract(key, path, ArchiveFormat::kConda, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  EXPECT_NE(r.status().message().find("t-1-0.conda"), std::string::npos);
+  EXPECT_FALSE(store_->find_tree(key));
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
+TEST_F(StoreTest, ExtractWriteFailureIsNoSpaceAndPublishesNoTree) {
+  FaultFs fault(posix_fs());
+  open_store(fault);
+  auto [path, key] = fixture("t-1-0.conda", simple_conda());
+  for (int n = 1; n <= 4; ++n) {  // each file write, then the manifest write
+    SCOPED_TRACE(n);
+    fault.fail_write_after(n);
+    auto r = store_->extract(key, path, ArchiveFormat::kConda, nullptr);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kNoSpace) << r.status().to_string();
+    EXPECT_FALSE(store_->find_tree(key));
+    EXPECT_TRUE(tmp_entries().empty());
+  }
+  fault.fail_write_after(0);
+  fault.fail_renames(true);
+  EXPECT_FALSE(store_->extract(key, path, ArchiveFormat::kConda, nullptr).ok());
+  EXPECT_FALSE(store_->find_tree(key));
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
+TEST_F(StoreTest, InvalidKeysNeverReachThePathLayer) {
+  Key bad{HashKind::kSha256, "../../../../tmp/x"};
+  EXPECT_FALSE(store_->find_archive(bad, ArchiveFormat::kConda));
+  EXPECT_FALSE(store_->find_tree(bad));
+  EXPECT_EQ(store_->lock_entry(bad, false).status().code(), Code::kInvalidInput);
+  EXPECT_EQ(store_->begin_archive(bad, ArchiveFormat::kConda).status().code(), Code::kInvalidInput);
+  EXPECT_EQ(store_->extract(bad, "/nonexistent", ArchiveFormat::kConda, nullptr).status().code(),
+            Code::kInvalidInput);
+  EXPECT_EQ(store_->remove_entry(bad).code(), Code::kInvalidInput);
+}
+
+TEST_F(StoreTest, LockEntryIsExclusive) {
+  Key key{HashKind::kSha256, sha256_hex("k")};
+  auto held = store_->lock_entry(key, true);
+  ASSERT_TRUE(held.ok() && held->held());
+  auto other = store_->lock_entry(key, false);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->held());
+  held->release();
+  auto again = store_->lock_entry(key, false);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->held());
+}
+
+// Publishes `bytes` as an archive and extracts it; returns the key.
+Key add_entry(Store& store, const std::string& name, const std::string& bytes) {
+  Key key{HashKind::kSha256, sha256_hex(bytes)};
+  auto f = *format_from_name(name);
+  auto p = store.begin_archive(key, f);
+  EXPECT_TRUE(p.ok());
+  EXPECT_TRUE((*p)->write(bytes.data(), bytes.size()).ok());
+  auto final_path = (*p)->publish();
+  EXPECT_TRUE(final_path.ok());
+  auto r = store.extract(key, *final_path, f, nullptr);
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  return key;
+}
+
+TEST_F(StoreTest, VerifyHealthyStoreIsClean) {
+  add_entry(*store_, "t-1-0.conda", simple_conda());
+  add_entry(*store_, "u-1-0.tar.bz2",
+            testing::make_tar({{"a", 'f', "a"}, {"l", 'l', "", "a"}}, Compression::kBzip2));
+  auto v = store_->verify();
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  for (const auto& p : *v) ADD_FAILURE() << p.key << " " << p.path << ": " << p.problem;
+
+  auto s = store_->stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->archives, 2);
+  EXPECT_EQ(s->trees, 2);
+  EXPECT_EQ(s->tree_files, 4);
+  EXPECT_EQ(s->tree_bytes, 10 + 3 + 12 + 1);
+  EXPECT_EQ(s->tmp_entries, 0);
+}
+
+TEST_F(StoreTest, VerifyDetectsModifiedTreeFile) {
+  Key key = add_entry(*store_, "t-1-0.conda", simple_conda());
+  std::string pkg = *store_->find_tree(key);
+  testing::write_bytes(pkg + "/lib/l.so.1", "EVL");  // same size, other bytes
+  testing::write_bytes(pkg + "/extra.txt", "x");
+  ASSERT_EQ(::unlink((pkg + "/info/index.json").c_str()), 0);
+  ASSERT_EQ(::unlink((pkg + "/lib/l.so").c_str()), 0);
+  ASSERT_EQ(::symlink("elsewhere", (pkg + "/lib/l.so").c_str()), 0);
+  ASSERT_EQ(::chmod((pkg + "/bin/t").c_str(), 0700), 0);
+  auto v = store_->verify();
+  ASSERT_TRUE(v.ok());
+  std::map<std::string, std::string> got;
+  for (const auto& p : *v) {
+    EXPECT_EQ(p.key, key.str());
+    got[p.path.substr(pkg.size() + 1)] = p.problem;
+  }
+  ASSERT_EQ(got.size(), 5u) << ::testing::PrintToString(got);
+  EXPECT_NE(got["lib/l.so.1"].find("xxh3 mismatch"), std::string::npos);
+  EXPECT_NE(got["extra.txt"].find("extra"), std::string::npos);
+  EXPECT_NE(got["info/index.json"].find("missing"), std::string::npos);
+  EXPECT_NE(got["lib/l.so"].find("symlink target"), std::string::npos);
+  EXPECT_NE(got["bin/t"].find("mode"), std::string::npos);
+}
+
+TEST_F(StoreTest, VerifyDetectsCorruptedArchive) {
+  Key key = add_entry(*store_, "t-1-0.conda", simple_conda());
+  std::string path = *store_->find_archive(key, ArchiveFormat::kConda);
+  std::string bytes = testing::slurp(path);
+  bytes[bytes.size() / 2] ^= 1;
+  testing::write_bytes(path, bytes);
+  auto v = store_->verify();
+  ASSERT_TRUE(v.ok());
+  ASSERT_EQ(v->size(), 1u);
+  EXPECT_EQ((*v)[0].key, key.str());
+  EXPECT_EQ((*v)[0].path, path);
+  EXPECT_NE((*v)[0].problem.find("sha256 mismatch: expected " + key.hex), std::string::npos);
+}
+
+TEST_F(StoreTest, RemoveEntryRemovesArchiveAndTree) {
+  Key key = add_entry(*store_, "t-1-0.conda", simple_conda());
+  ASSERT_TRUE(store_->remove_entry(key).ok());
+  EXPECT_FALSE(store_->find_tree(key));
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kConda));
+  EXPECT_TRUE(tmp_entries().empty());
+  EXPECT_TRUE(store_->remove_entry(key).ok());  // missing is fine
+}
+
+TEST_F(StoreTest, CleanRemovesDeadTmpAndKeepsLive) {
+  std::string tmp = root_ + "/v1/tmp/";
+  std::string mine = ".tmp-" + std::to_string(::getpid()) + "-aaaa";
+  ASSERT_TRUE(make_dirs(tmp + ".tmp-2147483646-dead/pkg").ok());  // above pid_max: not alive
+  ASSERT_TRUE(make_dirs(tmp + mine).ok());
+  testing::write_bytes(tmp + "stray", "x");
+  ASSERT_TRUE(store_->clean(false).ok());
+  EXPECT_EQ(tmp_entries(), std::vector<std::string>{mine});
+}
+
+TEST_F(StoreTest, CleanAllSkipsLockedEntries) {
+  Key a = add_entry(*store_, "a-1-0.conda", simple_conda());
+  Key b = add_entry(*store_, "b-1-0.tar.bz2",
+                    testing::make_tar({{"b", 'f', "b"}}, Compression::kBzip2));
+  auto lock = store_->lock_entry(b, true);
+  ASSERT_TRUE(lock.ok());
+  ASSERT_TRUE(store_->clean(true).ok());
+  EXPECT_FALSE(store_->find_tree(a));
+  EXPECT_FALSE(store_->find_archive(a, ArchiveFormat::kConda));
+  EXPECT_TRUE(store_->find_tree(b));
+  EXPECT_TRUE(store_->find_archive(b, ArchiveFormat::kTarBz2));
+}
+
+TEST_F(StoreTest, ConcurrentExtractionOfDistinctPackages) {
+  constexpr int kPackages = 16;
+  std::vector<std::pair<std::string, Key>> inputs;
+  for (int i = 0; i < kPackages; ++i) {
+    std::vector<Member> pkg;
+    for (int j = 0; j < 50; ++j) {
+      pkg.push_back({"lib/f" + std::to_string(j), 'f', std::string(1000 + i * j, char('a' + i))});
+    }
+    pkg.push_back({"lib/link", 'l', "", "f1"});
+    inputs.push_back(fixture("p" + std::to_string(i) + "-1-0.conda",
+                             testing::make_conda({{"info/index.json", 'f', "{}"}}, pkg)));
+  }
+  std::atomic<int> ok{0};
+  tbb::parallel_for(0, kPackages, [&](int i) {
+    auto r = store_->extract(inputs[i].second, inputs[i].first, ArchiveFormat::kConda, nullptr);
+    if (r.ok()) ++ok;
+  });
+  EXPECT_EQ(ok.load(), kPackages);
+  auto v = store_->verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->empty());
+}
+
+// --- the shared corpus -------------------------------------------------------------------------
+
+std::string corpus_dir() {
+  if (const char* env = std::getenv("MAT_CORPUS_DIR"); env && *env) return env;
+  return std::string(MAT_SOURCE_DIR) + "/../shared/corpus";
+}
+
+void extract_corpus_dir(const std::string& sub) {
+  std::string dir = corpus_dir() + "/" + sub;
+  if (!is_dir(dir)) GTEST_SKIP() << "no corpus at " << dir;
+  TempDir tmp;
+  auto store = Store::open(tmp / "cache");
+  ASSERT_TRUE(store.ok());
+  int extracted = 0;
+  for (const auto& name : testing::list(dir)) {
+    auto f = format_from_name(name);
+    if (!f) continue;
+    SCOPED_TRACE(name);
+    std::string path = dir + "/" + name;
+    auto sha = hash_file(path, HashKind::kSha256);
+    ASSERT_TRUE(sha.ok());
+    Key key{HashKind::kSha256, *sha};
+    ExtractStats stats;
+    auto r = (*store)->extract(key, path, *f, &stats);
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    if (r.ok()) ++extracted;
+  }
+  EXPECT_GT(extracted, 0);
+  auto v = (*store)->verify();
+  ASSERT_TRUE(v.ok());
+  for (const auto& p : *v) ADD_FAILURE() << p.path << ": " << p.problem;
+  std::printf("[ corpus   ] %s: %d archives extracted and verified\n", sub.c_str(), extracted);
+}
+
+TEST(CacheCorpus, ExtractsEveryCondaPackage) { extract_corpus_dir("conda"); }
+TEST(CacheCorpus, ExtractsEveryWheel) { extract_corpus_dir("wheels"); }
+
+}  // namespace
+}  // namespace mat::cache

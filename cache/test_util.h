@@ -1,0 +1,188 @@
+// cache/test_util.h: fixtures for cache tests, built in memory with libarchive's writer so no
+// binary test data is checked in. Test-only; never included by library code.
+#pragma once
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cache/archive_handle.h"
+#include "materializer/base/fs.h"
+
+namespace mat::cache::testing {
+
+struct Member {
+  std::string name;
+  char type = 'f';   // 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'c' char device, 'p' fifo
+  std::string data;  // 'f'
+  std::string link;  // 'l' target, 'h' target member
+  int mode = 0644;
+};
+
+enum class Compression { kNone, kZstd, kBzip2, kGzip };
+
+inline la_ssize_t append_cb(archive*, void* out, const void* buf, size_t n) {
+  static_cast<std::string*>(out)->append(static_cast<const char*>(buf), n);
+  return static_cast<la_ssize_t>(n);
+}
+
+inline void add_members(archive* w, const std::vector<Member>& members) {
+  for (const auto& m : members) {
+    ArchiveEntry e(archive_entry_new());
+    archive_entry_set_pathname(e.get(), m.name.c_str());
+    archive_entry_set_perm(e.get(), static_cast<mode_t>(m.mode));
+    archive_entry_set_mtime(e.get(), 1700000000, 0);
+    switch (m.type) {
+      case 'f':
+        archive_entry_set_filetype(e.get(), AE_IFREG);
+        archive_entry_set_size(e.get(), static_cast<la_int64_t>(m.data.size()));
+        break;
+      case 'd':
+        archive_entry_set_filetype(e.get(), AE_IFDIR);
+        break;
+      case 'l':
+        archive_entry_set_filetype(e.get(), AE_IFLNK);
+        archive_entry_set_symlink(e.get(), m.link.c_str());
+        break;
+      case 'h':
+        archive_entry_set_filetype(e.get(), AE_IFREG);
+        archive_entry_set_hardlink(e.get(), m.link.c_str());
+        archive_entry_set_size(e.get(), 0);
+        break;
+      case 'c':
+        archive_entry_set_filetype(e.get(), AE_IFCHR);
+        archive_entry_set_rdev(e.get(), 0x0103);
+        break;
+      case 'p':
+        archive_entry_set_filetype(e.get(), AE_IFIFO);
+        break;
+    }
+    // ARCHIVE_WARN: a name that is not UTF-8 is written raw (hdrcharset=BINARY), as wanted.
+    ASSERT_GE(archive_write_header(w, e.get()), ARCHIVE_WARN) << archive_error(w);
+    if (m.type == 'f' && !m.data.empty()) {
+      ASSERT_EQ(archive_write_data(w, m.data.data(), m.data.size()),
+                static_cast<la_ssize_t>(m.data.size()));
+    }
+  }
+}
+
+inline std::string make_tar(const std::vector<Member>& members,
+                            Compression c = Compression::kNone) {
+  std::string out;
+  ArchiveWrite w(archive_write_new());
+  archive_write_set_format_pax_restricted(w.get());
+  switch (c) {
+    case Compression::kNone:
+      break;
+    case Compression::kZstd:
+      archive_write_add_filter_zstd(w.get());
+      break;
+    case Compression::kBzip2:
+      archive_write_add_filter_bzip2(w.get());
+      break;
+    case Compression::kGzip:
+      archive_write_add_filter_gzip(w.get());
+      break;
+  }
+  archive_write_set_bytes_in_last_block(w.get(), 1);
+  EXPECT_EQ(archive_write_open(w.get(), &out, nullptr, append_cb, nullptr), ARCHIVE_OK);
+  add_members(w.get(), members);
+  EXPECT_EQ(archive_write_close(w.get()), ARCHIVE_OK) << archive_error(w.get());
+  return out;
+}
+
+// A zip; members may be files, dirs and symlinks. `deflate` compresses file data.
+inline std::string make_zip(const std::vector<Member>& members, bool deflate = false) {
+  std::string out;
+  ArchiveWrite w(archive_write_new());
+  archive_write_set_format_zip(w.get());
+  if (deflate) {
+    archive_write_zip_set_compression_deflate(w.get());
+  } else {
+    archive_write_zip_set_compression_store(w.get());
+  }
+  archive_write_set_bytes_in_last_block(w.get(), 1);
+  EXPECT_EQ(archive_write_open(w.get(), &out, nullptr, append_cb, nullptr), ARCHIVE_OK);
+  add_members(w.get(), members);
+  EXPECT_EQ(archive_write_close(w.get()), ARCHIVE_OK) << archive_error(w.get());
+  return out;
+}
+
+// A .conda: metadata.json, pkg-<name>.tar.zst (unless !with_pkg), info-<name>.tar.zst (unless
+// !with_info), stored, in conda-package-handling's order.
+inline std::string make_conda(const std::vector<Member>& info, const std::vector<Member>& pkg,
+                              bool with_info = true, bool with_pkg = true) {
+  std::vector<Member> outer = {{"metadata.json", 'f', R"({"conda_pkg_format_version": 2})"}};
+  if (with_pkg) outer.push_back({"pkg-test-1.0-0.tar.zst", 'f', make_tar(pkg, Compression::kZstd)});
+  if (with_info) {
+    outer.push_back({"info-test-1.0-0.tar.zst", 'f', make_tar(info, Compression::kZstd)});
+  }
+  return make_zip(outer);
+}
+
+inline void write_bytes(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(data.data(), static_cast<std::streamsize>(data.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+inline std::vector<std::string> list(const std::string& dir) {
+  std::vector<std::string> out;
+  if (auto* d = ::opendir(dir.c_str())) {
+    while (auto* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") out.push_back(n);
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+inline mode_t file_mode(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode;
+}
+
+inline std::string read_link(const std::string& path) {
+  char buf[4096];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  return n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
+}
+
+// A fresh directory under $TMPDIR, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/mat_cache_test.XXXXXX";
+    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
+    EXPECT_FALSE(path_.empty());
+  }
+  ~TempDir() {
+    if (!path_.empty()) remove_all(path_).ignore();
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace mat::cache::testing
