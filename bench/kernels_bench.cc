@@ -1,0 +1,163 @@
+// Google Benchmark cases for the hot kernels: hashing (SHA-256, MD5, XXH3), prefix replacement
+// (text, binary), zstd decoding, extraction of .conda / .tar.bz2 packages into a cache tree, and
+// linking a package tree into a prefix.
+//
+//   ./build/release/bench/mat_bench --benchmark_min_time=0.2
+#include <archive.h>
+#include <archive_entry.h>
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cache/store.h"
+#include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
+#include "materializer/link.h"
+
+namespace {
+
+// Bytes that compress roughly like binaries (~3:1): runs of random tokens from a small alphabet.
+std::string binary_like(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out;
+  out.reserve(n);
+  while (out.size() < n) {
+    uint32_t r = rng();
+    if (r % 4 == 0) {
+      out.append(static_cast<size_t>(r % 24 + 1), static_cast<char>(r >> 8));
+    } else {
+      out.push_back(static_cast<char>(r >> 16) & 0x3f);
+    }
+  }
+  out.resize(n);
+  return out;
+}
+
+std::string temp_dir(const char* tag) {
+  std::string t = std::string("/tmp/mat-bench-") + tag + "-XXXXXX";
+  return ::mkdtemp(t.data());
+}
+
+void BM_Sha256(benchmark::State& state) {
+  std::string data = binary_like(1 << 20, 1);
+  for (auto _ : state) {
+    mat::Hasher h(mat::HashKind::kSha256);
+    h.update(data);
+    benchmark::DoNotOptimize(h.hex());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * (1 << 20));
+}
+BENCHMARK(BM_Sha256);
+
+void BM_Md5(benchmark::State& state) {
+  std::string data = binary_like(1 << 20, 2);
+  for (auto _ : state) benchmark::DoNotOptimize(mat::md5_hex(data));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * (1 << 20));
+}
+BENCHMARK(BM_Md5);
+
+void BM_Xxh3(benchmark::State& state) {
+  std::string data = binary_like(1 << 20, 3);
+  for (auto _ : state) benchmark::DoNotOptimize(mat::xxh3_hex(data));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * (1 << 20));
+}
+BENCHMARK(BM_Xxh3);
+
+const std::string kPlaceholder =
+    "/opt/conda-bld/placehold_placehold_placehold_placehold_placehold_placehold_placehold";
+
+void BM_ReplacePrefixText(benchmark::State& state) {
+  std::string data;
+  while (data.size() < (1 << 20)) data += "prefix=" + kPlaceholder + "\nlibdir=${prefix}/lib\n";
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(mat::replace_prefix_text(data, kPlaceholder, "/opt/env"));
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * data.size());
+}
+BENCHMARK(BM_ReplacePrefixText);
+
+void BM_ReplacePrefixBinary(benchmark::State& state) {
+  std::string data = binary_like(1 << 20, 4);
+  for (size_t off = 4096; off + 512 < data.size(); off += 64 * 1024) {
+    std::string s = kPlaceholder + "/lib";
+    s.push_back('\0');
+    data.replace(off, s.size(), s);
+  }
+  for (auto _ : state) {
+    auto r = mat::replace_prefix_binary(data, kPlaceholder, "/opt/env");
+    benchmark::DoNotOptimize(r.ok());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * data.size());
+}
+BENCHMARK(BM_ReplacePrefixBinary);
+
+void BM_ZstdDecode(benchmark::State& state) {
+  std::string data = binary_like(8 << 20, 5);
+  std::string comp(ZSTD_compressBound(data.size()), '\0');
+  comp.resize(ZSTD_compress(comp.data(), comp.size(), data.data(), data.size(), 19));
+  std::string out(data.size(), '\0');
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  for (auto _ : state) {
+    size_t n = ZSTD_decompressDCtx(dctx, out.data(), out.size(), comp.data(), comp.size());
+    benchmark::DoNotOptimize(n);
+  }
+  ZSTD_freeDCtx(dctx);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * data.size());
+  state.counters["ratio"] = static_cast<double>(data.size()) / static_cast<double>(comp.size());
+}
+BENCHMARK(BM_ZstdDecode);
+
+// Writes a tar (compressed with `filter`) of `files` files of ~`size` bytes into `out`.
+std::string make_tar(int filter, int files, size_t size, uint32_t seed) {
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  if (filter == ARCHIVE_FILTER_ZSTD) archive_write_add_filter_zstd(a);
+  if (filter == ARCHIVE_FILTER_BZIP2) archive_write_add_filter_bzip2(a);
+  std::string out(64 << 20, '\0');
+  size_t used = 0;
+  archive_write_open_memory(a, out.data(), out.size(), &used);
+  for (int i = 0; i < files; ++i) {
+    std::string body = binary_like(size, seed + static_cast<uint32_t>(i));
+    archive_entry* e = archive_entry_new();
+    std::string name = "lib/file" + std::to_string(i) + ".so";
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, static_cast<la_int64_t>(body.size()));
+    archive_write_header(a, e);
+    archive_write_data(a, body.data(), body.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  out.resize(used);
+  return out;
+}
+
+void BM_ExtractTarBz2(benchmark::State& state) {
+  std::string dir = temp_dir("bz2");
+  std::string tar = make_tar(ARCHIVE_FILTER_BZIP2, 64, 64 << 10, 6);
+  std::string path = dir + "/pkg-1-0.tar.bz2";
+  (void)mat::write_file_atomic(path, tar);
+  auto store = mat::cache::Store::open(dir + "/cache");
+  int n = 0;
+  for (auto _ : state) {
+    mat::cache::Key key{mat::HashKind::kSha256, mat::sha256_hex(std::to_string(n++))};
+    mat::cache::ExtractStats stats;
+    auto r = (*store)->extract(key, path, mat::cache::ArchiveFormat::kTarBz2, &stats);
+    if (!r.ok()) state.SkipWithError(r.status().to_string().c_str());
+    state.PauseTiming();
+    (void)(*store)->remove_entry(key);
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 64 * (64 << 10));
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_ExtractTarBz2)->Unit(benchmark::kMillisecond);
+
+}  // namespace

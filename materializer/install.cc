@@ -1,0 +1,644 @@
+// The install/prewarm stage driver. See install.h for the contract.
+//
+// Concurrency (STYLE.md §5): one curl-multi thread (fetch/) moves bytes and hashes them as they
+// arrive; when a transfer completes, its verify → publish → extract work is enqueued on a TBB
+// arena of --jobs threads, so extraction overlaps with downloads still in flight. The main thread
+// only waits. Linking then runs as parallel loops inside the same arena. Per-package state lives
+// in `states[i]` for lock entry i; the fetch thread writes slot i in on_done and hands it to
+// exactly one TBB task, so no slot is ever written by two threads at once.
+#include "materializer/install.h"
+
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cache/store.h"
+#include "fetch/fetcher.h"
+#include "materializer/base/fs.h"
+#include "materializer/base/url.h"
+#include "materializer/progress.h"
+
+namespace mat {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+struct PkgState {
+  const PackageRef* ref = nullptr;
+  cache::Key key;
+  cache::ArchiveFormat format = cache::ArchiveFormat::kConda;
+  Status status;
+  bool cache_hit = false;   // extracted tree was already in the cache
+  bool downloaded = false;  // bytes came over the network this run
+  int64_t bytes = 0;        // archive size
+  double download_s = 0, extract_s = 0, link_s = 0;
+  std::string archive_path, tree;
+  std::string http_version;
+  int attempts = 0;
+  FileLock lock;
+  std::unique_ptr<cache::PendingArchive> pending;
+};
+
+// "zlib-1.3.1-h4ab18f5_1 (conda-forge/linux-64)"
+std::string label(const PackageRef& r) {
+  std::string chan = base_name(redact_url(r.channel));
+  std::string s = r.name + "-" + r.version;
+  if (!r.build.empty()) s += "-" + r.build;
+  if (!chan.empty() || !r.subdir.empty()) s += " (" + chan + "/" + r.subdir + ")";
+  return s;
+}
+
+const char* hint_for(Code c) {
+  switch (c) {
+    case Code::kHashMismatch:
+      return "the server sent other bytes than the lock names: re-lock, or check the mirror "
+             "or proxy in between";
+    case Code::kNotFound:
+      return "the file does not exist there: check the channel/mirror URL, or re-lock";
+    case Code::kRetryable:
+      return "a transient network failure: rerun the same command (finished packages stay "
+             "cached)";
+    case Code::kCorrupt:
+      return "the archive is damaged or unsafe; nothing from it was installed: re-download "
+             "with a fresh cache entry, or report it to the channel";
+    case Code::kNoSpace:
+      return "free disk space (cache and prefix) and rerun";
+    case Code::kCancelled:
+      return "the run was interrupted: rerun the same command";
+    default:
+      return "";
+  }
+}
+
+// Adapts a cache PendingArchive to fetch's Sink, counting bytes for the progress line.
+class ArchiveSink : public fetch::Sink {
+ public:
+  ArchiveSink(cache::PendingArchive* p, Progress* progress) : p_(p), progress_(progress) {}
+  Status reset() override { return p_->reset(); }
+  Status write(const char* data, size_t len) override {
+    progress_->add_download_bytes(static_cast<int64_t>(len));
+    return p_->write(data, len);
+  }
+  Status finish() override { return p_->finish(); }
+  void abort() override { p_->abort(); }
+
+ private:
+  cache::PendingArchive* p_;
+  Progress* progress_;
+};
+
+// Counts outstanding TBB tasks so the main thread can wait for them without joining the arena.
+class TaskLatch {
+ public:
+  void add() {
+    std::lock_guard<std::mutex> l(mu_);
+    ++n_;
+  }
+  void done() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (--n_ == 0) cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return n_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;  // guards n_
+  std::condition_variable cv_;
+  int64_t n_ = 0;
+};
+
+class Pipeline {
+ public:
+  Pipeline(const InstallOptions& opts, const LockFile& lock, cache::Store& store,
+           Progress& progress, tbb::task_arena& arena)
+      : opts_(opts), lock_(lock), store_(store), progress_(progress), arena_(arena) {}
+
+  std::vector<PkgState>& states() { return states_; }
+  double download_wall = 0, fetch_extract_wall = 0;
+  int64_t downloaded_bytes = 0;
+
+  // Stage 1: cache lookup, per-entry locks, download + verify + extract for the misses.
+  Status fetch_and_extract() {
+    states_.resize(lock_.packages.size());
+    std::vector<size_t> todo, deferred;
+    for (size_t i = 0; i < states_.size(); ++i) {
+      if (!init_state(i)) continue;
+      if (states_[i].cache_hit) continue;
+      MAT_ASSIGN_OR_RETURN(FileLock l, store_.lock_entry(states_[i].key, /*wait=*/false));
+      if (!l.held()) {
+        deferred.push_back(i);  // another process is producing it; wait for it later
+        continue;
+      }
+      states_[i].lock = std::move(l);
+      if (!recheck_hit(i)) todo.push_back(i);
+    }
+    auto t0 = Clock::now();
+    MAT_RETURN_IF_ERROR(run_round(todo));
+    // Entries another process was producing: wait for each, then take over whatever it left.
+    std::vector<size_t> round2;
+    for (size_t i : deferred) {
+      progress_.detail(label(*states_[i].ref) + ": waiting for another process to cache it");
+      MAT_ASSIGN_OR_RETURN(FileLock l, store_.lock_entry(states_[i].key, /*wait=*/true));
+      states_[i].lock = std::move(l);
+      if (!recheck_hit(i)) round2.push_back(i);
+    }
+    MAT_RETURN_IF_ERROR(run_round(round2));
+    fetch_extract_wall = seconds_since(t0);
+    return Status::Ok();
+  }
+
+ private:
+  // Fills key/format; returns false (status set) if the entry cannot be handled.
+  bool init_state(size_t i) {
+    PkgState& s = states_[i];
+    s.ref = &lock_.packages[i];
+    const PackageRef& r = *s.ref;
+    if (!r.sha256.empty()) {
+      s.key = cache::Key{HashKind::kSha256, r.sha256};
+    } else {
+      s.key = cache::Key{HashKind::kMd5, r.md5};
+    }
+    auto fmt = cache::format_from_name(r.file_name);
+    if (!fmt || *fmt == cache::ArchiveFormat::kWheel) {
+      s.status = InvalidInput("'" + r.file_name +
+                              "' is not a conda package (.conda or .tar.bz2)");
+      return false;
+    }
+    s.format = *fmt;
+    s.bytes = r.size;
+    if (auto tree = store_.find_tree(s.key)) {
+      s.cache_hit = true;
+      s.tree = *tree;
+      s.archive_path = store_.find_archive(s.key, s.format).value_or("");
+    }
+    return true;
+  }
+
+  bool recheck_hit(size_t i) {
+    PkgState& s = states_[i];
+    if (auto tree = store_.find_tree(s.key)) {
+      s.cache_hit = true;
+      s.tree = *tree;
+      s.archive_path = store_.find_archive(s.key, s.format).value_or("");
+      s.lock.release();
+      return true;
+    }
+    return false;
+  }
+
+  Status run_round(std::vector<size_t> todo) {
+    if (todo.empty()) return Status::Ok();
+    // Largest first: the long poles start early and the small tail fills the gaps.
+    std::stable_sort(todo.begin(), todo.end(), [&](size_t a, size_t b) {
+      return states_[a].ref->size > states_[b].ref->size;
+    });
+    TaskLatch latch;
+    fetch::Options fo;
+    fo.max_parallel = std::max(1, opts_.max_downloads);
+    fo.ca_bundle = opts_.ca_bundle;
+    fo.offline = opts_.offline;
+    auto t0 = Clock::now();
+    auto fetcher = fetch::Fetcher::create(fo, [&](fetch::FetchResult&& r) {
+      on_fetched(std::move(r), latch);
+    });
+    if (!fetcher.ok()) return fetcher.status();
+    int64_t dl_count = 0, dl_bytes = 0;
+    for (size_t i : todo) {
+      PkgState& s = states_[i];
+      if (auto archive = store_.find_archive(s.key, s.format)) {
+        s.archive_path = *archive;  // downloaded earlier, never extracted: extract only
+        latch.add();
+        arena_.enqueue([this, i, &latch] {
+          extract(i);
+          latch.done();
+        });
+        continue;
+      }
+      auto pending = store_.begin_archive(s.key, s.format);
+      if (!pending.ok()) {
+        s.status = pending.status();
+        s.lock.release();
+        continue;
+      }
+      s.pending = std::move(pending).value();
+      fetch::Request req;
+      req.url = s.ref->url;
+      req.sink = std::make_unique<ArchiveSink>(s.pending.get(), &progress_);
+      req.want_sha256 = !s.ref->sha256.empty();
+      req.want_md5 = !s.ref->md5.empty();
+      req.expected_size = s.ref->size;
+      req.id = i;
+      latch.add();
+      (*fetcher)->submit(std::move(req));
+      ++dl_count;
+      dl_bytes += std::max<int64_t>(0, s.ref->size);
+    }
+    progress_.set_totals(static_cast<int64_t>(states_.size()), dl_count, dl_bytes);
+    (*fetcher)->finish();
+    download_wall += seconds_since(t0);
+    latch.wait();
+    return Status::Ok();
+  }
+
+  // Runs on the fetch thread: check the digests, then hand the rest to a TBB worker.
+  void on_fetched(fetch::FetchResult&& r, TaskLatch& latch) {
+    size_t i = static_cast<size_t>(r.id);
+    PkgState& s = states_[i];
+    s.download_s = r.seconds;
+    s.attempts = r.attempts;
+    s.http_version = r.http_version;
+    progress_.download_done();
+    Status st = r.status;
+    if (st.ok()) st = verify_digests(*s.ref, r);
+    if (!st.ok()) {
+      s.status = st;
+      s.pending->abort();
+      s.pending.reset();
+      s.lock.release();
+      latch.done();
+      return;
+    }
+    s.downloaded = true;
+    s.bytes = r.bytes;
+    downloaded_bytes += r.bytes;  // fetch thread only
+    progress_.detail("downloaded " + label(*s.ref) + " (" + human_bytes(r.bytes) + ", HTTP/" +
+                     r.http_version + ")");
+    arena_.enqueue([this, i, &latch] {
+      PkgState& ps = states_[i];
+      auto published = ps.pending->publish();
+      ps.pending.reset();
+      if (!published.ok()) {
+        ps.status = published.status();
+        ps.lock.release();
+      } else {
+        ps.archive_path = *published;
+        extract(i);
+      }
+      latch.done();
+    });
+  }
+
+  static Status verify_digests(const PackageRef& ref, const fetch::FetchResult& r) {
+    auto check = [&](const char* what, const std::string& want, const std::string& got) {
+      if (want.empty() || want == got) return Status::Ok();
+      return HashMismatch(std::string(what) + " mismatch: expected " + want + ", got " + got +
+                          " (" + std::to_string(r.bytes) + " bytes from " + redact_url(ref.url) +
+                          ")");
+    };
+    MAT_RETURN_IF_ERROR(check("sha256", ref.sha256, r.sha256));
+    return check("md5", ref.md5, r.md5);
+  }
+
+  // Runs on a TBB worker; the entry lock is held.
+  void extract(size_t i) {
+    PkgState& s = states_[i];
+    auto t0 = Clock::now();
+    cache::ExtractStats stats;
+    auto tree = store_.extract(s.key, s.archive_path, s.format, &stats);
+    s.extract_s = seconds_since(t0);
+    if (!tree.ok()) {
+      s.status = tree.status();
+      // A verified archive that will not extract is unsafe or damaged: drop the whole entry
+      // so the next run downloads afresh instead of failing on the cached copy forever.
+      store_.remove_entry(s.key).ignore();
+    } else {
+      s.tree = *tree;
+      progress_.detail("extracted " + label(*s.ref) + " (" + std::to_string(stats.files) +
+                       " files)");
+    }
+    progress_.extract_done();
+    s.lock.release();
+  }
+
+  const InstallOptions& opts_;
+  const LockFile& lock_;
+  cache::Store& store_;
+  Progress& progress_;
+  tbb::task_arena& arena_;
+  std::vector<PkgState> states_;
+};
+
+std::string python_version_of(const LockFile& lock, const std::string& override_version) {
+  if (!override_version.empty()) return override_version;
+  for (const auto& p : lock.packages) {
+    if (p.kind == PackageKind::kConda && p.name == "python") {
+      size_t a = p.version.find('.');
+      if (a == std::string::npos) return "";
+      size_t b = p.version.find('.', a + 1);
+      return p.version.substr(0, b);
+    }
+  }
+  return "";
+}
+
+void print_failures(const std::vector<PkgState>& states, size_t total) {
+  size_t failed = 0;
+  for (const auto& s : states) failed += s.status.ok() ? 0 : 1;
+  if (failed == 0) return;
+  std::fprintf(stderr, "error: %zu of %zu packages failed:\n", failed, total);
+  for (const auto& s : states) {
+    if (s.status.ok()) continue;
+    std::fprintf(stderr, "  %s\n    url:   %s\n    error: %s\n", label(*s.ref).c_str(),
+                 redact_url(s.ref->url).c_str(), s.status.to_string().c_str());
+    const char* hint = hint_for(s.status.code());
+    if (*hint) std::fprintf(stderr, "    fix:   %s\n", hint);
+  }
+}
+
+nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
+                           const std::vector<PkgState>& states, int exit_code, double wall,
+                           double dl_wall, double fx_wall, double link_wall,
+                           int64_t downloaded_bytes, const std::string& link_mode) {
+  nlohmann::json j;
+  j["materializer_version"] = "0.1.0";
+  j["command"] = opts.prefix.empty() ? "prewarm" : "install";
+  j["ok"] = exit_code == 0;
+  j["exit_code"] = exit_code;
+  j["wall_seconds"] = wall;
+  j["prefix"] = opts.prefix;
+  j["cache_dir"] = opts.cache_dir;
+  j["lock"] = {{"path", opts.lock_path},
+               {"format", lock ? lock_format_label(*lock) : ""},
+               {"platform", opts.selection.platform},
+               {"environment", opts.selection.environment}};
+  double ex_sum = 0, link_sum = 0, dl_sum = 0;
+  int64_t hits = 0;
+  nlohmann::json pkgs = nlohmann::json::array();
+  for (const auto& s : states) {
+    if (!s.ref) continue;
+    ex_sum += s.extract_s;
+    link_sum += s.link_s;
+    dl_sum += s.download_s;
+    hits += s.cache_hit ? 1 : 0;
+    nlohmann::json p = {{"name", s.ref->name},
+                        {"version", s.ref->version},
+                        {"build", s.ref->build},
+                        {"url", redact_url(s.ref->url)},
+                        {"key", s.key.str()},
+                        {"bytes", s.bytes},
+                        {"cache_hit", s.cache_hit},
+                        {"downloaded", s.downloaded},
+                        {"download_seconds", s.download_s},
+                        {"extract_seconds", s.extract_s},
+                        {"link_seconds", s.link_s},
+                        {"status", code_name(s.status.code())}};
+    if (!s.http_version.empty()) p["http_version"] = s.http_version;
+    if (s.attempts > 1) p["attempts"] = s.attempts;
+    p["error"] = s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(s.status.message());
+    pkgs.push_back(std::move(p));
+  }
+  j["packages"] = std::move(pkgs);
+  j["totals"] = {{"packages", states.size()},
+                 {"cache_hits", hits},
+                 {"downloaded_bytes", downloaded_bytes}};
+  j["stages"] = {
+      {"download", {{"seconds", dl_wall}, {"bytes", downloaded_bytes}, {"sum_seconds", dl_sum}}},
+      {"fetch_extract", {{"seconds", fx_wall}}},
+      {"extract", {{"seconds", fx_wall}, {"sum_seconds", ex_sum}}},
+      {"link", {{"seconds", link_wall}, {"sum_seconds", link_sum}, {"mode", link_mode}}}};
+  return j;
+}
+
+int finish(const InstallOptions& opts, const LockFile* lock, const std::vector<PkgState>& states,
+           int exit_code, Clock::time_point t0, double dl_wall, double fx_wall, double link_wall,
+           int64_t dl_bytes, const std::string& link_mode) {
+  if (!opts.report_path.empty()) {
+    auto j = make_report(opts, lock, states, exit_code, seconds_since(t0), dl_wall, fx_wall,
+                         link_wall, dl_bytes, link_mode);
+    Status st = write_file_atomic(opts.report_path, j.dump(2) + "\n");
+    if (!st.ok()) {
+      std::fprintf(stderr, "warning: could not write report: %s\n", st.to_string().c_str());
+    }
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+std::string default_cache_dir() {
+  if (const char* d = std::getenv("MATERIALIZER_CACHE_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return path_join(x, "materializer");
+  const char* home = std::getenv("HOME");
+  return path_join(path_join(home && *home ? home : "/tmp", ".cache"), "materializer");
+}
+
+int run_install(const InstallOptions& in) {
+  auto t0 = Clock::now();
+  InstallOptions opts = in;
+  opts.cache_dir = absolute_path(opts.cache_dir.empty() ? default_cache_dir() : opts.cache_dir);
+  if (!opts.prefix.empty()) opts.prefix = absolute_path(opts.prefix);
+  const bool installing = !opts.prefix.empty();
+  std::vector<PkgState> no_states;
+
+  // Stage 0: the lock.
+  auto lock = load_lock(opts.lock_path, opts.selection);
+  if (!lock.ok()) {
+    std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
+    return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+  std::vector<const PackageRef*> pypi;
+  for (const auto& p : lock->packages) {
+    if (p.kind == PackageKind::kPypi) pypi.push_back(&p);
+  }
+  if (!pypi.empty()) {
+    std::fprintf(stderr,
+                 "error: %s: %zu PyPI package(s) in this lock, and this version installs conda "
+                 "packages only; nothing was installed:\n",
+                 opts.lock_path.c_str(), pypi.size());
+    for (const auto* p : pypi) {
+      std::fprintf(stderr, "  %s %s (%s)\n", p->name.c_str(), p->version.c_str(),
+                   redact_url(p->url).c_str());
+    }
+    return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+
+  int jobs = opts.jobs > 0 ? opts.jobs : static_cast<int>(std::thread::hardware_concurrency());
+  jobs = std::max(1, jobs);
+  // jobs workers for the arena, plus the main thread that mostly waits (it joins the arena only
+  // for the link stage).
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism,
+                         static_cast<size_t>(jobs) + 1);
+  tbb::task_arena arena(jobs, 0);
+
+  auto store = cache::Store::open(opts.cache_dir);
+  if (!store.ok()) {
+    std::fprintf(stderr, "error: cache %s: %s\n", opts.cache_dir.c_str(),
+                 store.status().to_string().c_str());
+    return finish(opts, &*lock, no_states, 1, t0, 0, 0, 0, 0, "");
+  }
+
+  Progress progress(opts.verbosity, ::isatty(STDERR_FILENO) != 0);
+  progress.start();
+  Pipeline pipe(opts, *lock, **store, progress, arena);
+  Status st = pipe.fetch_and_extract();
+  auto& states = pipe.states();
+  if (!st.ok()) {
+    progress.stop();
+    std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
+    return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
+                  pipe.downloaded_bytes, "");
+  }
+  size_t failed = 0, hits = 0;
+  for (const auto& s : states) {
+    failed += s.status.ok() ? 0 : 1;
+    hits += s.cache_hit ? 1 : 0;
+  }
+  progress.stop();
+  progress.line("fetch+extract: " + std::to_string(states.size()) + " packages (" +
+                std::to_string(hits) + " cached, " + human_bytes(pipe.downloaded_bytes) +
+                " downloaded) in " + std::to_string(pipe.fetch_extract_wall).substr(0, 5) + " s");
+  if (failed > 0) {
+    print_failures(states, states.size());
+    std::fprintf(stderr, "%s\n",
+                 installing ? "The prefix was not touched. Every package that did verify is "
+                              "cached: fix the failures above and rerun the same command."
+                            : "Every package that did verify is cached: fix the failures above "
+                              "and rerun the same command.");
+    return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
+                  pipe.downloaded_bytes, "");
+  }
+  if (!installing) {
+    progress.line("prewarmed " + std::to_string(states.size()) + " packages into " +
+                  opts.cache_dir);
+    return finish(opts, &*lock, states, 0, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
+                  pipe.downloaded_bytes, "");
+  }
+
+  // Stage 2: link into the prefix.
+  std::vector<LinkInput> inputs(states.size());
+  for (size_t i = 0; i < states.size(); ++i) {
+    inputs[i].ref = states[i].ref;
+    inputs[i].tree = states[i].tree;
+    inputs[i].archive_path = states[i].archive_path;
+    inputs[i].archive_size = states[i].bytes;
+  }
+  LinkOptions lo;
+  lo.prefix = opts.prefix;
+  lo.cache_root = opts.cache_dir;
+  lo.mode = opts.link_mode;
+  lo.python_version = python_version_of(*lock, opts.python_version);
+  lo.command_line = opts.command_line;
+  std::vector<std::atomic<int64_t>> last(states.size());
+  lo.on_progress = [&](size_t i, int64_t files) {
+    int64_t prev = last[i].exchange(files, std::memory_order_relaxed);
+    if (files > prev) progress.add_linked(files - prev);
+  };
+  progress.start();
+  auto t_link = Clock::now();
+  Result<LinkSummary> summary = Status(Code::kInternal, "link did not run");
+  arena.execute([&] { summary = link_packages(inputs, lo); });
+  double link_wall = seconds_since(t_link);
+  progress.stop();
+  if (!summary.ok()) {
+    std::fprintf(stderr, "error: linking into %s: %s\n", opts.prefix.c_str(),
+                 summary.status().to_string().c_str());
+    return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall,
+                  link_wall, pipe.downloaded_bytes, "");
+  }
+  int64_t files = 0;
+  for (size_t i = 0; i < states.size(); ++i) {
+    const LinkResult& r = summary->results[i];
+    states[i].link_s = r.seconds;
+    if (!r.status.ok()) states[i].status = r.status;
+    files += r.files;
+    for (const auto& w : r.warnings) progress.line("warning: " + label(*states[i].ref) + ": " + w);
+  }
+  std::string mode = link_mode_name(summary->mode_used);
+  int exit_code = 0;
+  if (!summary->complete) {
+    print_failures(states, states.size());
+    std::fprintf(stderr,
+                 "The prefix %s is incomplete (conda-meta/.materializer-incomplete); packages "
+                 "without a conda-meta record were not fully linked. Fix the failures above and "
+                 "rerun the same command, or delete the prefix.\n",
+                 opts.prefix.c_str());
+    exit_code = 1;
+  } else {
+    progress.line("linked " + std::to_string(files) + " files (" + mode + ") in " +
+                  std::to_string(link_wall).substr(0, 5) + " s");
+    progress.line("environment ready: " + opts.prefix + " (" +
+                  std::to_string(seconds_since(t0)).substr(0, 5) + " s)");
+  }
+  return finish(opts, &*lock, states, exit_code, t0, pipe.download_wall, pipe.fetch_extract_wall,
+                link_wall, pipe.downloaded_bytes, mode);
+}
+
+int run_cache_command(const std::string& what, const std::string& cache_dir_in, bool all,
+                      bool json) {
+  std::string cache_dir = absolute_path(cache_dir_in.empty() ? default_cache_dir() : cache_dir_in);
+  auto store = cache::Store::open(cache_dir);
+  if (!store.ok()) {
+    std::fprintf(stderr, "error: cache %s: %s\n", cache_dir.c_str(),
+                 store.status().to_string().c_str());
+    return 1;
+  }
+  if (what == "stats") {
+    auto s = (*store)->stats();
+    if (!s.ok()) {
+      std::fprintf(stderr, "error: %s\n", s.status().to_string().c_str());
+      return 1;
+    }
+    if (json) {
+      nlohmann::json j = {{"cache_dir", cache_dir},        {"archives", s->archives},
+                          {"archive_bytes", s->archive_bytes}, {"trees", s->trees},
+                          {"tree_files", s->tree_files},   {"tree_bytes", s->tree_bytes},
+                          {"tmp_entries", s->tmp_entries}};
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      std::printf("cache:     %s\narchives:  %lld (%s)\ntrees:     %lld (%lld files, %s)\ntmp:       %lld\n",
+                  cache_dir.c_str(), static_cast<long long>(s->archives),
+                  human_bytes(s->archive_bytes).c_str(), static_cast<long long>(s->trees),
+                  static_cast<long long>(s->tree_files), human_bytes(s->tree_bytes).c_str(),
+                  static_cast<long long>(s->tmp_entries));
+    }
+    return 0;
+  }
+  if (what == "verify") {
+    auto problems = (*store)->verify();
+    if (!problems.ok()) {
+      std::fprintf(stderr, "error: %s\n", problems.status().to_string().c_str());
+      return 1;
+    }
+    for (const auto& p : *problems) {
+      std::printf("%s: %s: %s\n", p.key.c_str(), p.path.c_str(), p.problem.c_str());
+    }
+    if (!problems->empty()) {
+      std::fprintf(stderr,
+                   "error: %zu problem(s) in %s; remove the damaged entries with "
+                   "`materializer cache clean --all` (or delete them) and reinstall\n",
+                   problems->size(), cache_dir.c_str());
+      return 1;
+    }
+    std::printf("cache %s: ok\n", cache_dir.c_str());
+    return 0;
+  }
+  if (what == "clean") {
+    Status st = (*store)->clean(all);
+    if (!st.ok()) {
+      std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
+      return 1;
+    }
+    std::printf("cleaned %s%s\n", cache_dir.c_str(), all ? " (all entries)" : " (temp files)");
+    return 0;
+  }
+  std::fprintf(stderr, "error: unknown cache command '%s' (stats, verify, clean)\n", what.c_str());
+  return 2;
+}
+
+}  // namespace mat

@@ -1,0 +1,41 @@
+// The install pipeline: lock → fetch (curl-multi thread) → verify → publish → extract (TBB) →
+// link (TBB) → records. `prewarm` is the same without the link stage.
+//
+// run_install() is the stage driver: it reads as the list of stages, prints every per-package
+// failure in lock order at the end, writes the JSON report, and returns the process exit code
+// (0 ok, 1 a package failed, 2 usage / malformed lock).
+#pragma once
+
+#include <string>
+
+#include "materializer/link.h"
+#include "materializer/lock.h"
+
+namespace mat {
+
+struct InstallOptions {
+  std::string lock_path;
+  LockSelection selection;
+  std::string prefix;           // empty for prewarm
+  std::string cache_dir;
+  int jobs = 0;                 // 0 = all cores
+  int max_downloads = 50;
+  bool offline = false;
+  std::string report_path;
+  std::string ca_bundle;
+  std::string python_version;   // overrides the lock's python X.Y
+  LinkMode link_mode = LinkMode::kAuto;
+  int verbosity = 1;            // 0 quiet, 1 normal, 2 verbose
+  std::string command_line;     // for conda-meta/history and the report
+};
+
+int run_install(const InstallOptions& opts);
+
+// Default cache: $MATERIALIZER_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/materializer.
+std::string default_cache_dir();
+
+// `materializer cache stats|verify|clean [--all]`.
+int run_cache_command(const std::string& what, const std::string& cache_dir, bool all,
+                      bool json);
+
+}  // namespace mat

@@ -1,0 +1,125 @@
+// materializer: lock file → ready-to-run conda environment.
+//
+//   materializer install LOCKFILE --prefix DIR [selection] [cache] [--jobs N] [--report F]
+//   materializer prewarm LOCKFILE [selection] [cache]          # download + verify + extract only
+//   materializer cache stats|verify|clean [--cache-dir DIR]
+//
+// main() parses the command line, sets process-wide state once (libcurl init, locale for
+// archive member names), and hands over to run_install()/run_cache_command(). Exit codes:
+// 0 ok, 1 a package (or the cache) failed, 2 usage error or malformed lock.
+#include <clocale>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "fetch/fetcher.h"
+#include "materializer/install.h"
+
+namespace {
+
+std::string join_argv(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) {
+    if (i) s += ' ';
+    s += argv[i];
+  }
+  return s;
+}
+
+void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& verbose) {
+  cmd->add_option("LOCKFILE", o.lock_path, "conda-lock.yml v1, @EXPLICIT file or pixi.lock v5/v6")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--platform", o.selection.platform, "conda subdir to install (default: host)");
+  cmd->add_option("--environment,-e", o.selection.environment, "pixi.lock environment")
+      ->capture_default_str();
+  cmd->add_option("--cache-dir", o.cache_dir,
+                  "package cache (default: $MATERIALIZER_CACHE_DIR, else "
+                  "${XDG_CACHE_HOME:-~/.cache}/materializer)");
+  cmd->add_option("--jobs,-j", o.jobs, "worker threads for extract/link (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-downloads", o.max_downloads, "transfers in flight")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--offline", o.offline, "never touch the network: only the cache and file:// URLs");
+  cmd->add_option("--report", o.report_path, "write a JSON report of the run to this file");
+  cmd->add_option("--ca-bundle", o.ca_bundle, "CA certificates (PEM) for TLS; else $SSL_CERT_FILE");
+  cmd->add_flag("-q,--quiet", quiet, "no progress output");
+  cmd->add_flag("-v,--verbose", verbose, "one line per package");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // UTF-8 member names in archives are converted with the C locale's charset by libarchive.
+  std::setlocale(LC_ALL, "C.UTF-8");
+  try {
+    mat::fetch::global_init();
+    CLI::App app{"materializer: turn a lock file into a ready-to-run conda environment, fast"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "materializer 0.1.0");
+
+    mat::InstallOptions opts;
+    opts.selection.platform = mat::host_platform();
+    opts.command_line = join_argv(argc, argv);
+    bool quiet = false;
+    int verbose = 0;
+    std::string link_mode = "auto";
+
+    CLI::App* install = app.add_subcommand("install", "materialize a lock file into a prefix");
+    add_fetch_options(install, opts, quiet, verbose);
+    install->add_option("--prefix,-p", opts.prefix, "target environment directory")->required();
+    install->add_option("--python-version", opts.python_version,
+                        "X.Y for noarch: python packages (default: the lock's python)");
+    install->add_option("--link-mode", link_mode, "auto, hardlink, reflink or copy")
+        ->check(CLI::IsMember({"auto", "hardlink", "reflink", "copy"}))
+        ->capture_default_str();
+
+    CLI::App* prewarm =
+        app.add_subcommand("prewarm", "download, verify and extract into the cache; no prefix");
+    add_fetch_options(prewarm, opts, quiet, verbose);
+
+    CLI::App* cache = app.add_subcommand("cache", "inspect or maintain the package cache");
+    cache->require_subcommand(1);
+    std::string cache_dir;
+    bool all = false, json = false;
+    for (const char* name : {"stats", "verify", "clean"}) {
+      CLI::App* sub = cache->add_subcommand(name, std::string(name) + " the cache");
+      sub->add_option("--cache-dir", cache_dir, "package cache directory");
+      if (std::string(name) == "clean") {
+        sub->add_flag("--all", all, "remove every entry, not only temporary files");
+      }
+      if (std::string(name) == "stats") sub->add_flag("--json", json, "machine-readable output");
+    }
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      int rc = app.exit(e);
+      return rc == 0 ? 0 : 2;
+    }
+
+    opts.verbosity = quiet ? 0 : 1 + (verbose > 0 ? 1 : 0);
+    if (link_mode == "hardlink") opts.link_mode = mat::LinkMode::kHardlink;
+    if (link_mode == "reflink") opts.link_mode = mat::LinkMode::kReflink;
+    if (link_mode == "copy") opts.link_mode = mat::LinkMode::kCopy;
+
+    if (*install || *prewarm) {
+      if (*prewarm) opts.prefix.clear();
+      return mat::run_install(opts);
+    }
+    for (CLI::App* sub : cache->get_subcommands()) {
+      return mat::run_cache_command(sub->get_name(), cache_dir, all, json);
+    }
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
