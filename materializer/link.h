@@ -15,7 +15,13 @@
 //               whose files were all linked, then conda-meta/history
 //
 // A package with any failure gets no conda-meta record; the prefix keeps
-// conda-meta/.materializer-incomplete until a run links everything.
+// conda-meta/.materializer-incomplete until a run links everything. A package that is recorded
+// replaces any older conda-meta/<same name>-*.json record (its files are not unlinked), and
+// each run appends one conda-meta/history entry ("+" new records, "-" replaced ones).
+// Records and history never contain URL credentials.
+//
+// Thread safety: link_packages runs its passes on the calling thread's TBB arena (bounded by
+// any tbb::global_control); concurrent calls must target different prefixes.
 #pragma once
 
 #include <atomic>
@@ -25,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "materializer/base/fs.h"
 #include "materializer/base/status.h"
 #include "materializer/lock.h"
 
@@ -41,6 +48,9 @@ struct LinkOptions {
   std::string command_line;    // recorded in conda-meta/history
   // Called as files are linked (any thread): files done so far in this package.
   std::function<void(size_t pkg_index, int64_t files)> on_progress;
+  // Writes of replaced files, entry points, records and history go through this seam
+  // (FaultFs in tests). nullptr means posix_fs(). Must outlive the call; used from any thread.
+  Fs* fs = nullptr;
 };
 
 struct LinkInput {
