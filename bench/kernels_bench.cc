@@ -160,4 +160,102 @@ void BM_ExtractTarBz2(benchmark::State& state) {
 }
 BENCHMARK(BM_ExtractTarBz2)->Unit(benchmark::kMillisecond);
 
+// A .conda: a stored zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst.
+std::string make_conda(int files, size_t size) {
+  std::string pkg = make_tar(ARCHIVE_FILTER_ZSTD, files, size, 7);
+  std::string info = make_tar(ARCHIVE_FILTER_ZSTD, 1, 512, 8);
+  archive* a = archive_write_new();
+  archive_write_set_format_zip(a);
+  archive_write_zip_set_compression_store(a);
+  std::string out(64 << 20, '\0');
+  size_t used = 0;
+  archive_write_open_memory(a, out.data(), out.size(), &used);
+  auto add = [&](const char* name, const std::string& body) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, static_cast<la_int64_t>(body.size()));
+    archive_write_header(a, e);
+    archive_write_data(a, body.data(), body.size());
+    archive_entry_free(e);
+  };
+  add("metadata.json", "{\"conda_pkg_format_version\": 2}");
+  add("info-pkg-1-0.tar.zst", info);
+  add("pkg-pkg-1-0.tar.zst", pkg);
+  archive_write_close(a);
+  archive_write_free(a);
+  out.resize(used);
+  return out;
+}
+
+void BM_ExtractConda(benchmark::State& state) {
+  std::string dir = temp_dir("conda");
+  std::string path = dir + "/pkg-1-0.conda";
+  (void)mat::write_file_atomic(path, make_conda(64, 64 << 10));
+  auto store = mat::cache::Store::open(dir + "/cache");
+  int n = 0;
+  for (auto _ : state) {
+    mat::cache::Key key{mat::HashKind::kSha256, mat::sha256_hex(std::to_string(n++))};
+    mat::cache::ExtractStats stats;
+    auto r = (*store)->extract(key, path, mat::cache::ArchiveFormat::kConda, &stats);
+    if (!r.ok()) state.SkipWithError(r.status().to_string().c_str());
+    state.PauseTiming();
+    (void)(*store)->remove_entry(key);
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 64 * (64 << 10));
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_ExtractConda)->Unit(benchmark::kMillisecond);
+
+// Links one extracted package of state.range(0) small files into a fresh prefix.
+void BM_LinkPackage(benchmark::State& state) {
+  const int files = static_cast<int>(state.range(0));
+  const bool copy = state.range(1) != 0;
+  std::string dir = temp_dir("link");
+  std::string tree = dir + "/tree";
+  (void)mat::make_dirs(tree + "/info");
+  std::string paths = "{\"paths_version\": 1, \"paths\": [";
+  for (int i = 0; i < files; ++i) {
+    std::string rel = "lib/d" + std::to_string(i % 16) + "/f" + std::to_string(i) + ".py";
+    std::string body = binary_like(2048, static_cast<uint32_t>(i));
+    (void)mat::make_dirs(mat::dir_name(tree + "/" + rel));
+    (void)mat::write_file_atomic(tree + "/" + rel, body);
+    paths += std::string(i ? "," : "") + "{\"_path\": \"" + rel +
+             "\", \"path_type\": \"hardlink\", \"sha256\": \"" + mat::sha256_hex(body) +
+             "\", \"size_in_bytes\": 2048}";
+  }
+  paths += "]}";
+  (void)mat::write_file_atomic(tree + "/info/paths.json", paths);
+  (void)mat::write_file_atomic(tree + "/info/index.json",
+                               "{\"name\": \"pkg\", \"version\": \"1\", \"build\": \"0\", "
+                               "\"build_number\": 0, \"subdir\": \"linux-64\"}");
+  mat::PackageRef ref;
+  ref.name = "pkg";
+  ref.version = "1";
+  ref.build = "0";
+  ref.subdir = "linux-64";
+  ref.sha256 = mat::sha256_hex("x");
+  ref.md5 = mat::md5_hex("x");
+  std::vector<mat::LinkInput> inputs(1);
+  inputs[0].ref = &ref;
+  inputs[0].tree = tree;
+  int n = 0;
+  for (auto _ : state) {
+    mat::LinkOptions opts;
+    opts.prefix = dir + "/prefix" + std::to_string(n++);
+    opts.cache_root = dir + "/cache";
+    opts.mode = copy ? mat::LinkMode::kCopy : mat::LinkMode::kHardlink;
+    auto r = mat::link_packages(inputs, opts);
+    if (!r.ok() || !r->complete) state.SkipWithError("link failed");
+    state.PauseTiming();
+    (void)mat::remove_all(opts.prefix);
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * files);
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_LinkPackage)->Args({2000, 0})->Args({2000, 1})->Unit(benchmark::kMillisecond);
+
 }  // namespace

@@ -483,6 +483,9 @@ int run_install(const InstallOptions& in) {
     return finish(opts, &*lock, no_states, 1, t0, 0, 0, 0, 0, "");
   }
 
+  // Temp files of processes that died (killed mid-download) are garbage; live ones are kept.
+  (*store)->clean(/*all=*/false).ignore();
+
   Progress progress(opts.verbosity, ::isatty(STDERR_FILENO) != 0);
   progress.start();
   Pipeline pipe(opts, *lock, **store, progress, arena);

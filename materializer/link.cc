@@ -60,7 +60,7 @@ struct PackageState {
   int64_t actions = 0;                // paths to write in all (progress total)
   std::vector<std::string> warnings;  // written only by serial passes
   std::atomic<bool> failed{false};
-  std::atomic<int64_t> files{0}, bytes{0}, replaced{0}, nanos{0};
+  std::atomic<int64_t> files{0}, bytes{0}, replaced{0}, nanos{0}, fallback_copies{0};
   std::mutex mu;
   Status status;  // GUARDED_BY(mu): first failure
 };
@@ -284,6 +284,7 @@ void link_all(const std::vector<LinkInput>& inputs, const LinkOptions& opts, con
             s.sha256_in_prefix[a.path] = std::move(out.sha256_in_prefix);
             s.bytes += out.bytes_copied;
             if (out.replaced) s.replaced++;
+            if (out.fallback_copy) s.fallback_copies++;
             int64_t done = ++s.files;
             if (opts.on_progress && (done % kProgressEvery == 0 || done == s.actions)) {
               opts.on_progress(a.pkg, done);
@@ -464,6 +465,11 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
     r.prefix_replaced = s.replaced;
     r.seconds = static_cast<double>(s.nanos.load()) / 1e9;
     r.warnings = std::move(s.warnings);
+    if (int64_t n = s.fallback_copies.load(); n > 0) {
+      r.warnings.push_back(std::to_string(n) +
+                           " file(s) were copied because hard-linking them from the cache "
+                           "failed (too many links, or another file system)");
+    }
     if (!r.status.ok()) {
       summary.complete = false;
       failures += r.status.to_string() + "\n";

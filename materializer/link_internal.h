@@ -87,6 +87,7 @@ struct OpContext {
 struct OpOutcome {
   int64_t bytes_copied = 0;
   bool replaced = false;         // a placeholder was replaced (content may be unchanged)
+  bool fallback_copy = false;    // the run's mode is hardlink, but this file had to be copied
   std::string sha256_in_prefix;  // set when the prefix content differs from the tree's
 };
 

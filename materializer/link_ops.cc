@@ -154,7 +154,9 @@ Status hardlink_from_tree(const OpContext& ctx, const std::string& src, const Pa
   if (ctx.forced) {
     return ErrnoStatus(e.target + ": hard link from " + src + " (--link-mode hardlink)", errno);
   }
-  // EMLINK on a much-shared file, EXDEV on a tree that lives elsewhere: conda copies too.
+  // EMLINK on a much-shared file, EXDEV on a tree that lives elsewhere: conda copies too. The
+  // caller counts these and warns, so a degraded run is visible.
+  out->fallback_copy = true;
   return copy_from_tree(ctx, src, e.target, false, false, out);
 }
 
