@@ -236,6 +236,7 @@ class HttpServer:
                 if not self._hook():
                     super().do_HEAD()
 
+        http.server.ThreadingHTTPServer.request_queue_size = 128  # default 5 drops SYNs under load
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
