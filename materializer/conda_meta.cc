@@ -49,6 +49,10 @@ json build_prefix_record(const RecordInput& in) {
   const PackagePlan& plan = *in.plan;
   const LinkInput& li = *in.input;
   json r = plan.index;
+  // conda's PackageRecord always has these lists; an index.json without them means "none".
+  for (const char* key : {"depends", "constrains"}) {
+    if (!r.contains(key) || r[key].is_null()) r[key] = json::array();
+  }
   json files = json::array();
   json paths = json::array();
   for (size_t i = 0; i < plan.paths.size(); ++i) {

@@ -103,6 +103,19 @@ bool is_conda_archive(std::string_view file_name) {
   return file_name.ends_with(".conda") || file_name.ends_with(".tar.bz2");
 }
 
+// Conda subdirs are "noarch" or "<os>-<arch>" ("linux-64", "osx-arm64", "emscripten-wasm32").
+// A file served from any other directory (a local folder of packages) has no subdir in its URL.
+bool looks_like_subdir(const std::string& name) {
+  if (name == "noarch") return true;
+  size_t dash = name.find('-');
+  if (dash == std::string::npos || dash == 0 || dash + 1 == name.size()) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 void fill_derived(PackageRef& ref) {
   ref.file_name = url_file_name(ref.url);
   if (ref.kind != PackageKind::kConda) return;
@@ -122,7 +135,7 @@ void fill_derived(PackageRef& ref) {
   std::string parent_dir = base.substr(0, slash);
   size_t slash2 = parent_dir.rfind('/');
   std::string parent_name = slash2 == std::string::npos ? "" : parent_dir.substr(slash2 + 1);
-  if (ref.subdir.empty()) ref.subdir = parent_name;
+  if (ref.subdir.empty() && looks_like_subdir(parent_name)) ref.subdir = parent_name;
   if (ref.channel.empty()) {
     ref.channel = (parent_name == ref.subdir && slash2 != std::string::npos)
                       ? parent_dir.substr(0, slash2)
@@ -170,6 +183,14 @@ const char* lock_format_name(LockFormat f) {
       return "explicit";
     case LockFormat::kPixi:
       return "pixi";
+    case LockFormat::kPylock:
+      return "pylock";
+    case LockFormat::kUvLock:
+      return "uv-lock";
+    case LockFormat::kRequirements:
+      return "requirements";
+    case LockFormat::kPoetry:
+      return "poetry-lock";
   }
   return "unknown";
 }
@@ -293,6 +314,11 @@ Result<LockFile> parse_lock(const std::string& content, const std::string& path,
         return parse_conda_lock(root, path, sel);
       case LockFormat::kPixi:
         return parse_pixi(root, path, lock_dir, sel);
+      case LockFormat::kPylock:
+      case LockFormat::kUvLock:
+      case LockFormat::kRequirements:
+      case LockFormat::kPoetry:
+        break;  // detected by the PyPI lock parsers (not yet wired here)
     }
     return Internal(path + ": unhandled lock format");
   } catch (const YAML::Exception& e) {

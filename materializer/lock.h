@@ -24,10 +24,26 @@
 
 namespace mat {
 
-enum class LockFormat { kCondaLockV1, kExplicit, kPixi };
+enum class LockFormat {
+  kCondaLockV1,
+  kExplicit,
+  kPixi,
+  kPylock,        // PEP 751 pylock.toml
+  kUvLock,        // uv.lock
+  kRequirements,  // requirements.txt with --hash (pip-tools / --require-hashes form)
+  kPoetry,        // poetry.lock
+};
 const char* lock_format_name(LockFormat f);  // "conda-lock-v1", "explicit", "pixi"
 
 enum class PackageKind { kConda, kPypi };
+
+// One downloadable file of a PyPI package, as a lock lists it.
+struct WheelCandidate {
+  std::string url;        // absolute (http/https/file); "" when only the file name is known
+  std::string file_name;  // "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl" / sdist name
+  std::string sha256;     // lowercase hex or ""
+  int64_t size = -1;
+};
 
 struct PackageRef {
   PackageKind kind = PackageKind::kConda;
@@ -44,6 +60,28 @@ struct PackageRef {
   std::string md5;        // lowercase hex or ""
   int64_t size = -1;      // from the lock when present
   int line = 0;           // 1-based line of the entry in the lock (0 if unknown)
+
+  // ---- kPypi only. A lock either names the one file (url/file_name/sha256 above set, as
+  // conda-lock pip entries and pixi pypi entries do), or lists candidates the driver chooses
+  // from by the target interpreter's tags (pylock.toml, uv.lock), or names only allowed hashes
+  // to be resolved on a package index (requirements.txt, poetry.lock).
+  std::vector<WheelCandidate> wheels;  // candidate wheels (all platforms the lock lists)
+  std::vector<WheelCandidate> sdists;  // source distributions (out of scope: reported)
+  std::string marker;                  // PEP 508 environment marker; "" = always
+  std::string requires_python;         // PEP 440 specifier set; "" = any
+  std::vector<std::string> allowed_sha256;  // requirements/poetry: hashes any chosen file
+                                            // must have (lowercase hex)
+  bool needs_index = false;            // true: resolve name==version on a package index
+  bool requested = true;               // write REQUESTED (a top-level, user-named package)
+  std::string source_kind;             // "git", "directory", "editable", "path"... when the
+                                       // entry is not an archive at all ("" otherwise)
+};
+
+// Package-index settings a lock carries (requirements.txt --index-url etc.); the command line
+// overrides them.
+struct IndexSettings {
+  std::vector<std::string> index_urls;  // first = primary (--index-url), rest = extra
+  std::vector<std::string> find_links;
 };
 
 struct LockSelection {
@@ -58,6 +96,7 @@ struct LockFile {
   std::vector<std::string> platforms;  // declared platforms, if the format lists them
   std::vector<std::string> environments;  // pixi
   std::vector<PackageRef> packages;    // selected for the platform, in lock order
+  IndexSettings index;                 // from the lock (requirements.txt), may be empty
 };
 
 // lock_format_name plus the version where it varies: "pixi-v6", "conda-lock-v1", "explicit".

@@ -1,0 +1,36 @@
+// pypi_index: resolve pinned "name==version" + allowed hashes on package indexes, the standard
+// Simple API way (PEP 691 JSON, with PEP 503 HTML as fallback) plus --find-links pages or
+// directories. Used for requirements.txt and poetry.lock, which name files and hashes but no
+// URLs. Pages are fetched with fetch/ (one curl-multi loop, all packages' pages in flight at
+// once), so credentials, proxies, TLS and retries behave as for packages.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "materializer/base/status.h"
+#include "materializer/lock.h"
+#include "materializer/pypi.h"
+
+namespace mat::pypi {
+
+struct IndexOptions {
+  std::vector<std::string> index_urls;  // "https://pypi.org/simple" style roots; first = primary
+  std::vector<std::string> find_links;  // URLs of HTML pages or file:// directories
+  std::string ca_bundle;
+  bool offline = false;
+  int max_parallel = 50;
+};
+
+// For every ref with needs_index: looks up its project page on every index (and find-links),
+// keeps files whose version equals ref.version, whose sha256 (from the page's hash or the
+// lock's allowed hashes) is allowed, and that are wheels compatible with `target`; picks the
+// best-ranked and fills ref.url, ref.file_name, ref.sha256 (and size when known). Refs whose
+// only matching files are sdists get ref.sdists filled and no url. Per-package failures go to
+// statuses[i] (kNotFound: "no file of NAME==VER with an allowed hash fits cp311-...; files
+// seen: ..."); run-wide failures (no index reachable at all) return an error.
+Result<std::vector<Status>> resolve_on_index(std::vector<PackageRef>& refs,
+                                             const TargetPython& target,
+                                             const IndexOptions& opts);
+
+}  // namespace mat::pypi
