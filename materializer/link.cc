@@ -39,7 +39,7 @@ namespace {
 using namespace link_internal;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kIncompleteMarker = "conda-meta/.materializer-incomplete";
+constexpr const char* kIncompleteMarker = kIncompleteMarkerPath;
 // on_progress is called every this many files per package (and at the end): often enough for
 // a progress bar, rare enough that the callback's cost is invisible next to linkat().
 constexpr int64_t kProgressEvery = 64;
@@ -477,7 +477,7 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   }
   std::string marker = path_join(opts.prefix, kIncompleteMarker);
   if (summary.complete) {
-    if (unlink(marker.c_str()) != 0 && errno != ENOENT) {
+    if (!opts.keep_incomplete_marker && unlink(marker.c_str()) != 0 && errno != ENOENT) {
       return ErrnoStatus(marker + ": remove", errno);
     }
   } else {

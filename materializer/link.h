@@ -51,7 +51,13 @@ struct LinkOptions {
   // Writes of replaced files, entry points, records and history go through this seam
   // (FaultFs in tests). nullptr means posix_fs(). Must outlive the call; used from any thread.
   Fs* fs = nullptr;
+  // Leave conda-meta/.materializer-incomplete in place even when every package linked: the
+  // caller has more to install (wheels) and removes it itself when the prefix is complete.
+  bool keep_incomplete_marker = false;
 };
+
+// Path of the marker, relative to the prefix.
+inline constexpr const char* kIncompleteMarkerPath = "conda-meta/.materializer-incomplete";
 
 struct LinkInput {
   const PackageRef* ref = nullptr;   // lock entry (url, hashes, channel...)
