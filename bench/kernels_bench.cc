@@ -139,24 +139,29 @@ std::string make_tar(int filter, int files, size_t size, uint32_t seed) {
   return out;
 }
 
-void BM_ExtractTarBz2(benchmark::State& state) {
-  std::string dir = temp_dir("bz2");
-  std::string tar = make_tar(ARCHIVE_FILTER_BZIP2, 64, 64 << 10, 6);
-  std::string path = dir + "/pkg-1-0.tar.bz2";
-  (void)mat::write_file_atomic(path, tar);
+// Extracts the archive at `path` into a fresh cache entry per iteration.
+void run_extract(benchmark::State& state, const std::string& dir, const std::string& path,
+                 mat::cache::ArchiveFormat format, int64_t bytes_per_iteration) {
   auto store = mat::cache::Store::open(dir + "/cache");
   int n = 0;
   for (auto _ : state) {
     mat::cache::Key key{mat::HashKind::kSha256, mat::sha256_hex(std::to_string(n++))};
     mat::cache::ExtractStats stats;
-    auto r = (*store)->extract(key, path, mat::cache::ArchiveFormat::kTarBz2, &stats);
+    auto r = (*store)->extract(key, path, format, &stats);
     if (!r.ok()) state.SkipWithError(r.status().to_string().c_str());
     state.PauseTiming();
     (void)(*store)->remove_entry(key);
     state.ResumeTiming();
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 64 * (64 << 10));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes_per_iteration);
   (void)mat::remove_all(dir);
+}
+
+void BM_ExtractTarBz2(benchmark::State& state) {
+  std::string dir = temp_dir("bz2");
+  std::string path = dir + "/pkg-1-0.tar.bz2";
+  (void)mat::write_file_atomic(path, make_tar(ARCHIVE_FILTER_BZIP2, 64, 64 << 10, 6));
+  run_extract(state, dir, path, mat::cache::ArchiveFormat::kTarBz2, 64 * (64 << 10));
 }
 BENCHMARK(BM_ExtractTarBz2)->Unit(benchmark::kMillisecond);
 
@@ -193,19 +198,7 @@ void BM_ExtractConda(benchmark::State& state) {
   std::string dir = temp_dir("conda");
   std::string path = dir + "/pkg-1-0.conda";
   (void)mat::write_file_atomic(path, make_conda(64, 64 << 10));
-  auto store = mat::cache::Store::open(dir + "/cache");
-  int n = 0;
-  for (auto _ : state) {
-    mat::cache::Key key{mat::HashKind::kSha256, mat::sha256_hex(std::to_string(n++))};
-    mat::cache::ExtractStats stats;
-    auto r = (*store)->extract(key, path, mat::cache::ArchiveFormat::kConda, &stats);
-    if (!r.ok()) state.SkipWithError(r.status().to_string().c_str());
-    state.PauseTiming();
-    (void)(*store)->remove_entry(key);
-    state.ResumeTiming();
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 64 * (64 << 10));
-  (void)mat::remove_all(dir);
+  run_extract(state, dir, path, mat::cache::ArchiveFormat::kConda, 64 * (64 << 10));
 }
 BENCHMARK(BM_ExtractConda)->Unit(benchmark::kMillisecond);
 

@@ -10,10 +10,13 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <map>
+#include <set>
 #include <string_view>
 #include <utility>
 
 #include "cache/archive_handle.h"
+#include "cache/wheel_record.h"
 
 namespace mat::cache {
 namespace {
@@ -128,14 +131,17 @@ Status undecodable_name(const std::string& where, const char* what) {
 // both inner tars of a .conda go through the same Extractor, so they share one tree.
 class Extractor {
  public:
-  Extractor(int root_fd, Fs& fs, ExtractScratch& scratch)
-      : root_fd_(root_fd), fs_(fs), scratch_(scratch) {}
+  // `wheel` turns on the PEP 427 rules listed in extract.h.
+  Extractor(int root_fd, Fs& fs, ExtractScratch& scratch, bool wheel = false)
+      : root_fd_(root_fd), fs_(fs), scratch_(scratch), wheel_(wheel) {}
 
   // Extracts every member of `a`; `where` names the archive (and inner tar) in messages.
   Status extract_all(archive* a, const std::string& where);
   // Checks every symlink against the complete tree (a later link can change what an earlier
   // target resolves through).
   Status finish(const std::string& where) const;
+  // Wheels: checks the tree against its *.dist-info/RECORD (see extract.h).
+  Status verify_wheel_record(const std::string& where) const;
   Manifest take() { return std::move(m_); }
 
  private:
@@ -164,10 +170,15 @@ class Extractor {
     return ErrnoStatus(where + ": " + op + " '" + path + "'", err);
   }
 
+  Status check_record_row(const RecordRow& row, const std::string& path,
+                          const std::string& where) const;
+
   int root_fd_;
   Fs& fs_;
   ExtractScratch& scratch_;
+  bool wheel_ = false;
   Manifest m_;
+  std::map<std::string, std::string> sha256_;  // wheels: path -> "sha256=<b64>" of its bytes
   std::string cached_dir_;  // the directory cached_fd_ refers to ("" = none cached)
   UniqueFd cached_fd_;
 };
@@ -180,6 +191,16 @@ Status Extractor::extract_all(archive* a, const std::string& where) {
     // ARCHIVE_WARN covers recoverable oddities such as a name libarchive could not convert;
     // a null name is caught in add().
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(where + ": " + archive_error(a));
+    if (wheel_ && r == ARCHIVE_WARN) {
+      // The seekable zip reader warns when the central directory and the local header give
+      // different sizes, then trusts the local header; Python's zipfile (pip) trusts the
+      // central directory. Either way one of them lies about the member.
+      std::string msg = archive_error(a);
+      if (msg.find("Inconsistent") != std::string::npos) {
+        const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
+        return member_error(where, raw ? raw : "?", "sizes that lie: " + msg);
+      }
+    }
     MAT_RETURN_IF_ERROR(add(a, e, where));
   }
 }
@@ -196,6 +217,12 @@ Status Extractor::add(archive* a, archive_entry* e, const std::string& where) {
     // "./" or "." itself: the root, which exists already.
     if (type == AE_IFDIR && !hardlink) return Status::Ok();
     return member_error(where, raw, "empty name");
+  }
+  if (wheel_ && (hardlink || type == AE_IFLNK)) {
+    // pip would write a symlink member as a regular file holding the target path; nothing
+    // legitimate needs one, and a link is the classic way out of the install directory.
+    return member_error(where, path, hardlink ? "hard link members are not allowed in a wheel"
+                                              : "symlink members are not allowed in a wheel");
   }
   if (hardlink) return add_hardlink(e, path, where);
   switch (type) {
@@ -278,6 +305,9 @@ Status Extractor::add_dir(const std::string& path, const std::string& where) {
 
 Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path,
                            const std::string& where) {
+  if (wheel_ && m_.count(path) && m_.at(path).type != Type::kDir) {
+    return member_error(where, path, "duplicate member name in the wheel");
+  }
   MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
   MAT_RETURN_IF_ERROR(replace_non_dir(dir_fd, path, where));
   std::string base(split_parent(path).second);
@@ -288,6 +318,8 @@ Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path
   std::vector<char>& buf = scratch_.buffer();
   XXH3_state_t* xxh = scratch_.xxh3();
   XXH3_64bits_reset(xxh);
+  Hasher& sha = scratch_.sha256();
+  if (wheel_) sha.reset();
   int64_t size = 0;
   const std::string shown = where + ": " + path;
   for (;;) {
@@ -295,13 +327,27 @@ Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path
     if (n == 0) break;
     if (n < 0) return member_error(where, path, archive_error(a));
     XXH3_64bits_update(xxh, buf.data(), static_cast<size_t>(n));
+    if (wheel_) sha.update(buf.data(), static_cast<size_t>(n));
     MAT_RETURN_IF_ERROR(fs_.write_all(fd.get(), buf.data(), static_cast<size_t>(n), shown));
     size += n;
   }
   // fchmod, not the open mode: the umask must not change what the package asked for.
   uint32_t mode = (archive_entry_perm(e) & 0777) | 0400;
+  // Wheels: pip's modes (0644, or 0755 when the zip marks the member executable), so files
+  // hard-linked from this tree look exactly as `pip install` leaves them.
+  if (wheel_) mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;
   if (::fchmod(fd.get(), mode) != 0) return sys_error(where, path, "chmod", errno);
   if (::close(fd.release()) != 0) return sys_error(where, path, "close", errno);
+  if (wheel_) {
+    // libarchive takes the size from the central directory; a deflate stream that ends early or
+    // runs long is otherwise only caught by the CRC, and a stored member not at all.
+    if (archive_entry_size_is_set(e) && archive_entry_size(e) != size) {
+      return member_error(where, path,
+                          "the zip entry declares " + std::to_string(archive_entry_size(e)) +
+                              " bytes but " + std::to_string(size) + " were read");
+    }
+    sha256_[path] = record_hash_from_hex(sha.hex());
+  }
   m_[path] = ManifestEntry{
       .type = Type::kFile, .size = size, .xxh3 = u64_hex(XXH3_64bits_digest(xxh)), .mode = mode};
   return Status::Ok();
@@ -383,6 +429,93 @@ Status Extractor::finish(const std::string& where) const {
       return member_error(
           where, path,
           "symlink target '" + e.target + "' escapes the package through other symlinks");
+    }
+  }
+  return Status::Ok();
+}
+
+// RECORD rows name files relative to the wheel root; the exemptions are RECORD itself and its
+// signatures, which cannot hash themselves (PEP 427).
+Status Extractor::check_record_row(const RecordRow& row, const std::string& path,
+                                   const std::string& where) const {
+  const std::string subject = where + ": " + path;
+  auto it = m_.find(path);
+  if (it == m_.end() || it->second.type != Type::kFile) {
+    return Corrupt(subject + ": listed in RECORD but not in the wheel");
+  }
+  if (!row.size.empty() && row.size != std::to_string(it->second.size)) {
+    return Corrupt(subject + ": size mismatch with RECORD (RECORD says " + row.size +
+                   " bytes, file has " + std::to_string(it->second.size) + ")");
+  }
+  if (row.hash.empty()) return Status::Ok();  // caller decides whether that is allowed
+  std::string_view algo = std::string_view(row.hash).substr(0, row.hash.find('='));
+  if (algo == "sha256") {
+    std::string want = row.hash;
+    while (want.ends_with('=') && want.size() > 7) want.pop_back();  // tolerate padding
+    const std::string& have = sha256_.at(path);
+    if (want != have) {
+      return Corrupt(subject + ": sha256 mismatch with RECORD (RECORD says " + row.hash +
+                     ", file has " + have + ")");
+    }
+    return Status::Ok();
+  }
+  if (algo == "sha384" || algo == "sha512") return Status::Ok();  // size checked above
+  return Corrupt(subject + ": RECORD hash '" + row.hash +
+                 "' uses an algorithm weaker than sha256 or unknown (PEP 427 requires sha256 "
+                 "or stronger)");
+}
+
+Status Extractor::verify_wheel_record(const std::string& where) const {
+  std::vector<std::string> dist_infos;
+  for (const auto& [path, e] : m_) {
+    if (e.type == Type::kDir && path.find('/') == std::string::npos &&
+        path.ends_with(".dist-info")) {
+      dist_infos.push_back(path);
+    }
+  }
+  if (dist_infos.size() != 1) {
+    std::string found;
+    for (const auto& d : dist_infos) found += (found.empty() ? " (" : ", ") + d;
+    if (!found.empty()) found += ")";
+    return Corrupt(where + ": a wheel needs exactly one top-level *.dist-info directory, found " +
+                   std::to_string(dist_infos.size()) + found);
+  }
+  const std::string record = dist_infos[0] + "/RECORD";
+  auto rec = m_.find(record);
+  if (rec == m_.end() || rec->second.type != Type::kFile) {
+    return Corrupt(where + ": " + record + " is missing");
+  }
+  UniqueFd fd(::openat(root_fd_, record.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return sys_error(where, record, "open", errno);
+  std::string text;
+  std::vector<char>& buf = scratch_.buffer();
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error(where, record, "read", errno);
+    if (n == 0) break;
+    text.append(buf.data(), static_cast<size_t>(n));
+  }
+  auto exempt = [&](const std::string& p) {
+    return p == record || p == record + ".jws" || p == record + ".p7s";
+  };
+  std::set<std::string> listed;
+  for (const RecordRow& row : parse_record(text)) {
+    std::string path;
+    if (const char* why = normalize_name(row.path, &path)) {
+      return Corrupt(where + ": RECORD lists '" + row.path + "': " + why);
+    }
+    auto it = m_.find(path);
+    if (it != m_.end() && it->second.type == Type::kDir) continue;  // some tools list dirs
+    MAT_RETURN_IF_ERROR(check_record_row(row, path, where));
+    if (row.hash.empty() && !exempt(path)) {
+      return Corrupt(where + ": " + path + ": RECORD gives no hash for it");
+    }
+    listed.insert(path);
+  }
+  for (const auto& [path, e] : m_) {
+    if (e.type == Type::kFile && !listed.count(path) && !exempt(path)) {
+      return Corrupt(where + ": " + path + ": not listed in RECORD");
     }
   }
   return Status::Ok();
@@ -556,7 +689,7 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
                                  const std::string& dest_dir, Fs& fs, ExtractScratch& scratch) {
   UniqueFd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return ErrnoStatus("open " + dest_dir, errno);
-  Extractor ex(root.get(), fs, scratch);
+  Extractor ex(root.get(), fs, scratch, f == ArchiveFormat::kWheel);
   const std::string shown = base_name(archive_path);
   switch (f) {
     case ArchiveFormat::kConda:
@@ -570,6 +703,7 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
       break;
   }
   MAT_RETURN_IF_ERROR(ex.finish(shown));
+  if (f == ArchiveFormat::kWheel) MAT_RETURN_IF_ERROR(ex.verify_wheel_record(shown));
   return ex.take();
 }
 

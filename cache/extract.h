@@ -12,6 +12,17 @@
 //   - a file replacing a directory or vice versa   -> kCorrupt
 //   - a duplicate regular file or symlink: the last one wins (tar semantics)
 //   - names that are not valid UTF-8               -> kCorrupt (the manifest is JSON)
+// Wheels (ArchiveFormat::kWheel) are held to PEP 427 on top of that, each failure kCorrupt
+// naming the wheel and the member:
+//   - symlink or hard-link members; a duplicate member name (no last-wins: pip and Python's
+//     zipfile would disagree on which copy counts)
+//   - a member whose bytes read differ from the size its zip entry declares ("sizes that lie")
+//   - not exactly one top-level *.dist-info directory, or no RECORD in it
+//   - any file missing from RECORD (except RECORD, RECORD.jws, RECORD.p7s), any RECORD row whose
+//     file is absent, and any sha256 or size that differs from the file; SHA-256 is computed
+//     while the member is written (wheels only; the XXH3 for the manifest is computed too).
+//     Rows hashed with sha384/sha512 are checked for size only; weaker algorithms are rejected.
+//   - file modes are pip's: 0755 if the zip gives the member any executable bit, else 0644.
 // Leading "./" and "." components are dropped. Files keep their permission bits (mode & 0777)
 // plus owner-read, so the cache stays readable; directories are 0755 (before umask) whatever
 // the archive says, since conda records no directory modes. mtimes are not restored.
@@ -29,13 +40,15 @@
 #include "cache/manifest.h"
 #include "cache/store.h"
 #include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
 #include "materializer/base/status.h"
 
 struct XXH3_state_s;
 
 namespace mat::cache {
 
-// Per-thread scratch reused across packages: the data buffer and the XXH3 state. One object is
+// Per-thread scratch reused across packages: the data buffer, the XXH3 state and (for wheels)
+// a SHA-256 context. One object is
 // used by one thread at a time (Store keeps one per thread in an enumerable_thread_specific).
 class ExtractScratch {
  public:
@@ -46,10 +59,12 @@ class ExtractScratch {
 
   std::vector<char>& buffer() { return buf_; }
   XXH3_state_s* xxh3() { return xxh3_; }
+  Hasher& sha256() { return sha256_; }
 
  private:
   std::vector<char> buf_;
   XXH3_state_s* xxh3_;
+  Hasher sha256_{HashKind::kSha256};
 };
 
 // Extracts `archive_path` (format `f`) into `dest_dir`, an existing empty directory, and

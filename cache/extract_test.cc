@@ -136,7 +136,7 @@ TEST_F(ExtractTest, UnicodeNamesRoundTrip) {
   } cases[] = {
       {"u-1-0.tar.bz2", testing::make_tar(members, Compression::kBzip2)},
       {"u-1-0.conda", testing::make_conda({{"info/index.json", 'f', "{}"}}, members)},
-      {"u-1.0-py3-none-any.whl", testing::make_zip({{name, 'f', "snow"}}, true)},
+      {"u-1.0-py3-none-any.whl", testing::make_wheel({{name, 'f', "snow"}}, "u-1.0.dist-info")},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.file);
@@ -163,16 +163,15 @@ TEST_F(ExtractTest, NonUtf8LocaleFailsLoudlyOnUtf8ZipNames) {
 }
 
 TEST_F(ExtractTest, WheelExtractsDeflatedMembersAndModes) {
-  std::string whl = testing::make_zip({{"pkg/", 'd', "", "", 0755},
-                                       {"pkg/__init__.py", 'f', "print(1)\n"},
-                                       {"pkg-1.0.data/scripts/run", 'f', "#!python\n", "", 0755},
-                                       {"pkg-1.0.dist-info/RECORD", 'f', ""}},
-                                      /*deflate=*/true);
+  std::string whl = testing::make_wheel({{"pkg/", 'd', "", "", 0755},
+                                         {"pkg/__init__.py", 'f', "print(1)\n"},
+                                         {"pkg-1.0.data/scripts/run", 'f', "#!python\n", "", 0755}},
+                                        "pkg-1.0.dist-info", /*deflate=*/true);
   auto r = extract_bytes("pkg-1.0-py3-none-any.whl", whl);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(testing::slurp(pkg("pkg/__init__.py")), "print(1)\n");
   EXPECT_EQ(testing::file_mode(pkg("pkg-1.0.data/scripts/run")) & 0777, 0755u);
-  EXPECT_EQ(r->at("pkg-1.0.dist-info/RECORD").size, 0);
+  EXPECT_GT(r->at("pkg-1.0.dist-info/RECORD").size, 0);
 }
 
 TEST_F(ExtractTest, HardLinkToEarlierFileIsLinked) {

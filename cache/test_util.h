@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cache/archive_handle.h"
+#include "cache/wheel_record.h"
 #include "materializer/base/fs.h"
 
 namespace mat::cache::testing {
@@ -113,6 +114,27 @@ inline std::string make_zip(const std::vector<Member>& members, bool deflate = f
   add_members(w.get(), members);
   EXPECT_EQ(archive_write_close(w.get()), ARCHIVE_OK) << archive_error(w.get());
   return out;
+}
+
+// A wheel: `members` plus <dist_info>/RECORD listing every file member with its sha256 and size
+// (as a valid wheel must), unless the members already include that RECORD.
+inline std::string make_wheel(std::vector<Member> members,
+                              const std::string& dist_info = "pkg-1.0.dist-info",
+                              bool deflate = true) {
+  const std::string record = dist_info + "/RECORD";
+  bool has_record = false;
+  std::vector<RecordRow> rows;
+  for (const auto& m : members) {
+    has_record = has_record || m.name == record;
+    if (m.type == 'f') {
+      rows.push_back({m.name, record_hash_of(m.data), std::to_string(m.data.size())});
+    }
+  }
+  if (!has_record) {
+    rows.push_back({record, "", ""});
+    members.push_back({record, 'f', format_record(rows)});
+  }
+  return make_zip(members, deflate);
 }
 
 // A .conda: metadata.json, pkg-<name>.tar.zst (unless !with_pkg), info-<name>.tar.zst (unless

@@ -56,6 +56,9 @@ struct Transfer {
   Request req;
   std::string redacted_url;
   bool is_file = false;
+  // req.headers as libcurl's list for CURLOPT_HTTPHEADER. libcurl keeps only the pointer, so
+  // the list must outlive every use of `easy`: declared before it, it is destroyed after it.
+  CurlSlist headers;
   CurlEasy easy;                      // created when first started, reused for retries
   char errbuf[CURL_ERROR_SIZE] = {};  // libcurl's text for the last failure
   std::optional<Hasher> sha256;
@@ -369,6 +372,16 @@ Status FetcherImpl::configure(Transfer& t) {
   set(curl_easy_setopt(e, CURLOPT_WRITEDATA, &t));
   set(curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header));
   set(curl_easy_setopt(e, CURLOPT_HEADERDATA, &t));
+  if (!t.req.headers.empty() && !t.is_file) {
+    for (const std::string& h : t.req.headers) {
+      // Appending to a non-empty list returns its unchanged head; only the first call changes
+      // what `t.headers` must own.
+      curl_slist* head = curl_slist_append(t.headers.get(), h.c_str());
+      if (head == nullptr) return Internal(t.redacted_url + ": curl_slist_append failed");
+      if (t.headers == nullptr) t.headers.reset(head);
+    }
+    set(curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers.get()));
+  }
   if (opts_.on_progress) {
     set(curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L));
     set(curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress));
@@ -499,6 +512,11 @@ void FetcherImpl::complete(Transfer& t, Status status) {
     long version = 0;
     curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
     r.http_version = http_version_name(version);
+    char* content_type = nullptr;
+    if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &content_type) == CURLE_OK &&
+        content_type != nullptr) {
+      r.content_type = content_type;
+    }
   }
   if (t.is_file) r.http_version = "file";
 

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "materializer/base/status.h"
 
@@ -40,6 +41,10 @@ struct Request {
   bool want_md5 = false;
   int64_t expected_size = -1;   // if >= 0 and the body length differs: kCorrupt, not retried
   uint64_t id = 0;              // caller's tag, returned in FetchResult
+  // Extra request header lines ("Accept: application/json"), sent on every attempt and every
+  // redirect hop of an http(s) transfer; ignored for file://. May carry secrets (Authorization):
+  // never logged.
+  std::vector<std::string> headers;
 };
 
 struct FetchResult {
@@ -55,6 +60,8 @@ struct FetchResult {
   double seconds = 0;           // wall time from first attempt start to completion
   std::string effective_url;    // redacted
   std::string http_version;     // "1.1", "2", "file"
+  std::string content_type;     // Content-Type of the final response as sent ("text/html;
+                                // charset=utf-8"); "" for file:// and when the server sent none
 };
 
 struct Options {

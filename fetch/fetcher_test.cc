@@ -187,6 +187,22 @@ TEST_F(FetcherTest, NoAcceptEncodingIsSent) {
   EXPECT_NE(head.find("User-Agent: materializer/"), std::string::npos) << head;
 }
 
+TEST_F(FetcherTest, RequestHeadersAreSentAndContentTypeIsReported) {
+  server_.route("/page", [](int) {
+    return Reply{200, "{}", {"Content-Type: application/vnd.pypi.simple.v1+json"}, -1, 0};
+  });
+  Request r = request(server_.url("/page"), std::make_shared<SinkLog>());
+  r.headers = {"Accept: application/vnd.pypi.simple.v1+json, text/html;q=0.01", "X-Extra: 1"};
+  FetchResult res = fetch_one(fast_options(), std::move(r));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(res.content_type, "application/vnd.pypi.simple.v1+json");
+  const std::string head = server_.last_request("/page");
+  EXPECT_NE(head.find("Accept: application/vnd.pypi.simple.v1+json, text/html;q=0.01"),
+            std::string::npos)
+      << head;
+  EXPECT_NE(head.find("X-Extra: 1"), std::string::npos) << head;
+}
+
 TEST_F(FetcherTest, NotFoundIsNotRetriedAndErrorBodyIsNotWritten) {
   auto log = std::make_shared<SinkLog>();
   FetchResult res = fetch_one(fast_options(), request(server_.url("/missing"), log));

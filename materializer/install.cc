@@ -27,6 +27,8 @@
 #include "materializer/base/fs.h"
 #include "materializer/base/url.h"
 #include "materializer/progress.h"
+#include "materializer/pypi_plan.h"
+#include "materializer/wheel.h"
 
 namespace mat {
 namespace {
@@ -55,6 +57,7 @@ struct PkgState {
 
 // "zlib-1.3.1-h4ab18f5_1 (conda-forge/linux-64)"
 std::string label(const PackageRef& r) {
+  if (r.kind == PackageKind::kPypi) return r.name + "==" + r.version + " (" + r.file_name + ")";
   std::string chan = base_name(redact_url(r.channel));
   std::string s = r.name + "-" + r.version;
   if (!r.build.empty()) s += "-" + r.build;
@@ -125,9 +128,9 @@ class TaskLatch {
 
 class Pipeline {
  public:
-  Pipeline(const InstallOptions& opts, const LockFile& lock, cache::Store& store,
+  Pipeline(const InstallOptions& opts, const std::vector<PackageRef>& plan, cache::Store& store,
            Progress& progress, tbb::task_arena& arena)
-      : opts_(opts), lock_(lock), store_(store), progress_(progress), arena_(arena) {}
+      : opts_(opts), plan_(plan), store_(store), progress_(progress), arena_(arena) {}
 
   std::vector<PkgState>& states() { return states_; }
   double download_wall = 0, fetch_extract_wall = 0;
@@ -135,7 +138,7 @@ class Pipeline {
 
   // Stage 1: cache lookup, per-entry locks, download + verify + extract for the misses.
   Status fetch_and_extract() {
-    states_.resize(lock_.packages.size());
+    states_.resize(plan_.size());
     std::vector<size_t> todo, deferred;
     for (size_t i = 0; i < states_.size(); ++i) {
       if (!init_state(i)) continue;
@@ -167,7 +170,7 @@ class Pipeline {
   // Fills key/format; returns false (status set) if the entry cannot be handled.
   bool init_state(size_t i) {
     PkgState& s = states_[i];
-    s.ref = &lock_.packages[i];
+    s.ref = &plan_[i];
     const PackageRef& r = *s.ref;
     if (!r.sha256.empty()) {
       s.key = cache::Key{HashKind::kSha256, r.sha256};
@@ -175,9 +178,11 @@ class Pipeline {
       s.key = cache::Key{HashKind::kMd5, r.md5};
     }
     auto fmt = cache::format_from_name(r.file_name);
-    if (!fmt || *fmt == cache::ArchiveFormat::kWheel) {
-      s.status = InvalidInput("'" + r.file_name +
-                              "' is not a conda package (.conda or .tar.bz2)");
+    bool wheel = fmt && *fmt == cache::ArchiveFormat::kWheel;
+    if (!fmt || wheel != (r.kind == PackageKind::kPypi)) {
+      s.status = InvalidInput("'" + r.file_name + "' is not a " +
+                              (r.kind == PackageKind::kPypi ? "wheel (.whl)"
+                                                            : "conda package (.conda or .tar.bz2)"));
       return false;
     }
     s.format = *fmt;
@@ -311,6 +316,10 @@ class Pipeline {
     auto t0 = Clock::now();
     cache::ExtractStats stats;
     auto tree = store_.extract(s.key, s.archive_path, s.format, &stats);
+    if (tree.ok() && s.format == cache::ArchiveFormat::kWheel) {
+      Status st = check_wheel_tree(*tree, s.ref->file_name);
+      if (!st.ok()) tree = st;
+    }
     s.extract_s = seconds_since(t0);
     if (!tree.ok()) {
       s.status = tree.status();
@@ -327,7 +336,7 @@ class Pipeline {
   }
 
   const InstallOptions& opts_;
-  const LockFile& lock_;
+  const std::vector<PackageRef>& plan_;
   cache::Store& store_;
   Progress& progress_;
   tbb::task_arena& arena_;
@@ -452,21 +461,34 @@ int run_install(const InstallOptions& in) {
     std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
   }
-  std::vector<const PackageRef*> pypi;
+  // Stage 0b: PyPI entries become one wheel each for the target interpreter (or a clear
+  // refusal) before anything is downloaded.
+  PypiPlanOptions po;
+  po.prefix = opts.prefix;
+  po.platform = opts.selection.platform;
+  po.python_path = opts.python_path;
+  po.python_version = opts.python_version;
+  po.cli_index = opts.index;
+  po.cli_extra_index_urls = opts.extra_index_urls;
+  po.ca_bundle = opts.ca_bundle;
+  po.offline = opts.offline;
+  po.max_downloads = opts.max_downloads;
+  auto pyplan = plan_pypi(*lock, po);
+  if (!pyplan.ok()) {
+    std::fprintf(stderr, "error: %s\n", pyplan.status().message().c_str());
+    int code = pyplan.status().code() == Code::kInvalidInput ? 2 : 1;
+    return finish(opts, &*lock, no_states, code, t0, 0, 0, 0, 0, "");
+  }
+  if (opts.verbosity > 0) {
+    for (const auto& n : pyplan->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+  }
+  // The download plan: conda packages in lock order, then the wheels in lock order.
+  std::vector<PackageRef> plan;
   for (const auto& p : lock->packages) {
-    if (p.kind == PackageKind::kPypi) pypi.push_back(&p);
+    if (p.kind == PackageKind::kConda) plan.push_back(p);
   }
-  if (!pypi.empty()) {
-    std::fprintf(stderr,
-                 "error: %s: %zu PyPI package(s) in this lock, and this version installs conda "
-                 "packages only; nothing was installed:\n",
-                 opts.lock_path.c_str(), pypi.size());
-    for (const auto* p : pypi) {
-      std::fprintf(stderr, "  %s %s (%s)\n", p->name.c_str(), p->version.c_str(),
-                   redact_url(p->url).c_str());
-    }
-    return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
-  }
+  const size_t n_conda = plan.size();
+  for (auto& w : pyplan->wheels) plan.push_back(std::move(w));
 
   int jobs = opts.jobs > 0 ? opts.jobs : static_cast<int>(std::thread::hardware_concurrency());
   jobs = std::max(1, jobs);
@@ -488,7 +510,7 @@ int run_install(const InstallOptions& in) {
 
   Progress progress(opts.verbosity, ::isatty(STDERR_FILENO) != 0);
   progress.start();
-  Pipeline pipe(opts, *lock, **store, progress, arena);
+  Pipeline pipe(opts, plan, **store, progress, arena);
   Status st = pipe.fetch_and_extract();
   auto& states = pipe.states();
   if (!st.ok()) {
@@ -523,9 +545,9 @@ int run_install(const InstallOptions& in) {
                   pipe.downloaded_bytes, "");
   }
 
-  // Stage 2: link into the prefix.
-  std::vector<LinkInput> inputs(states.size());
-  for (size_t i = 0; i < states.size(); ++i) {
+  // Stage 2: link the conda packages into the prefix.
+  std::vector<LinkInput> inputs(n_conda);
+  for (size_t i = 0; i < n_conda; ++i) {
     inputs[i].ref = states[i].ref;
     inputs[i].tree = states[i].tree;
     inputs[i].archive_path = states[i].archive_path;
@@ -536,7 +558,9 @@ int run_install(const InstallOptions& in) {
   lo.cache_root = opts.cache_dir;
   lo.mode = opts.link_mode;
   lo.python_version = python_version_of(*lock, opts.python_version);
+  if (lo.python_version.empty() && pyplan->target) lo.python_version = pyplan->target->version;
   lo.command_line = opts.command_line;
+  lo.keep_incomplete_marker = plan.size() > n_conda;  // wheels still to come
   std::vector<std::atomic<int64_t>> last(states.size());
   lo.on_progress = [&](size_t i, int64_t files) {
     int64_t prev = last[i].exchange(files, std::memory_order_relaxed);
@@ -545,7 +569,36 @@ int run_install(const InstallOptions& in) {
   progress.start();
   auto t_link = Clock::now();
   Result<LinkSummary> summary = Status(Code::kInternal, "link did not run");
-  arena.execute([&] { summary = link_packages(inputs, lo); });
+  if (n_conda > 0) {
+    arena.execute([&] { summary = link_packages(inputs, lo); });
+  } else {
+    LinkSummary empty;
+    empty.complete = true;
+    summary = empty;
+  }
+  // Stage 3: wheels, after the conda python they run on is in place.
+  Result<WheelSummary> wsummary = WheelSummary{{}, true, 0};
+  if (summary.ok() && summary->complete && plan.size() > n_conda) {
+    std::vector<WheelInput> winputs(plan.size() - n_conda);
+    for (size_t i = n_conda; i < plan.size(); ++i) {
+      winputs[i - n_conda].ref = states[i].ref;
+      winputs[i - n_conda].tree = states[i].tree;
+    }
+    WheelInstallOptions wo;
+    wo.prefix = opts.prefix;
+    wo.cache_root = opts.cache_dir;
+    wo.mode = opts.link_mode;
+    wo.target = *pyplan->target;
+    wo.compile = opts.compile;
+    wo.jobs = jobs;
+    arena.execute([&] { wsummary = install_wheels(winputs, wo); });
+    if (wsummary.ok() && wsummary->complete) {
+      std::string marker = path_join(opts.prefix, kIncompleteMarkerPath);
+      if (::unlink(marker.c_str()) != 0 && errno != ENOENT) {
+        wsummary = ErrnoStatus(marker + ": remove", errno);
+      }
+    }
+  }
   double link_wall = seconds_since(t_link);
   progress.stop();
   if (!summary.ok()) {
@@ -554,9 +607,27 @@ int run_install(const InstallOptions& in) {
     return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall,
                   link_wall, pipe.downloaded_bytes, "");
   }
+  if (!wsummary.ok()) {
+    std::fprintf(stderr, "error: installing wheels into %s: %s\n", opts.prefix.c_str(),
+                 wsummary.status().to_string().c_str());
+    return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall,
+                  link_wall, pipe.downloaded_bytes, "");
+  }
   int64_t files = 0;
-  for (size_t i = 0; i < states.size(); ++i) {
+  bool wheels_done = true;
+  for (size_t i = 0; i < n_conda; ++i) {
     const LinkResult& r = summary->results[i];
+    states[i].link_s = r.seconds;
+    if (!r.status.ok()) states[i].status = r.status;
+    files += r.files;
+    for (const auto& w : r.warnings) progress.line("warning: " + label(*states[i].ref) + ": " + w);
+  }
+  for (size_t i = n_conda; i < plan.size(); ++i) {
+    if (wsummary->results.size() != plan.size() - n_conda) {
+      wheels_done = false;  // not run: the conda stage failed
+      break;
+    }
+    const WheelResult& r = wsummary->results[i - n_conda];
     states[i].link_s = r.seconds;
     if (!r.status.ok()) states[i].status = r.status;
     files += r.files;
@@ -564,7 +635,7 @@ int run_install(const InstallOptions& in) {
   }
   std::string mode = link_mode_name(summary->mode_used);
   int exit_code = 0;
-  if (!summary->complete) {
+  if (!summary->complete || !wheels_done || !wsummary->complete) {
     print_failures(states, states.size());
     std::fprintf(stderr,
                  "The prefix %s is incomplete (conda-meta/.materializer-incomplete); packages "

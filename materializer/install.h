@@ -24,6 +24,10 @@ struct InstallOptions {
   std::string report_path;
   std::string ca_bundle;
   std::string python_version;   // overrides the lock's python X.Y
+  std::string python_path;      // --python: interpreter for wheels (X.Y, tags, shebang)
+  IndexSettings index;          // --index-url (index_urls[0]) / --find-links
+  std::vector<std::string> extra_index_urls;  // --extra-index-url
+  bool compile = false;         // --compile: .pyc for the installed wheels
   LinkMode link_mode = LinkMode::kAuto;
   int verbosity = 1;            // 0 quiet, 1 normal, 2 verbose
   std::string command_line;     // for conda-meta/history and the report

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "materializer/base/fs.h"
@@ -95,6 +96,12 @@ struct OpOutcome {
 // target are replaced (never written through: a prefix file may be a hard link into the cache).
 // Errors name the target path; the caller adds the package label.
 Status link_path(const OpContext& ctx, const std::string& tree, const PathEntry& e, OpOutcome* out);
+
+// Writes `data` as a new file at `rel` (prefix-relative) with `mode`, replacing whatever file
+// was there by unlink + O_EXCL create (never writing through an existing inode). Used for
+// generated files (wheel launchers, RECORD). Errors name `rel`.
+Status write_prefix_file(const OpContext& ctx, const std::string& rel, std::string_view data,
+                         mode_t mode);
 
 // Creates `rel` (a directory under the prefix) if missing; a non-directory in its place is
 // removed first. Parents must already exist.

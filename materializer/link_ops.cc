@@ -181,6 +181,11 @@ Status link_path(const OpContext& ctx, const std::string& tree, const PathEntry&
   }
 }
 
+Status write_prefix_file(const OpContext& ctx, const std::string& rel, std::string_view data,
+                         mode_t mode) {
+  return write_new_file(ctx, rel, data, mode);
+}
+
 Status make_prefix_dir(int prefix_fd, const std::string& rel) {
   if (mkdirat(prefix_fd, rel.c_str(), 0777) == 0) return Status::Ok();
   if (errno != EEXIST) return ErrnoStatus(rel + ": mkdir", errno);

@@ -1,5 +1,5 @@
 // Lock-file front door: format detection, the shared helpers of lock_internal.h, and the
-// exception boundary around yaml-cpp (which reports errors by throwing).
+// exception boundary around yaml-cpp and toml++ (which report syntax errors by throwing).
 #include "materializer/lock.h"
 
 #include <sys/utsname.h>
@@ -14,6 +14,7 @@
 #include "materializer/base/hash.h"
 #include "materializer/base/url.h"
 #include "materializer/lock_internal.h"
+#include "materializer/lock_toml_internal.h"
 
 namespace mat {
 namespace lock_internal {
@@ -161,6 +162,22 @@ Status check_hashes(const std::vector<PackageRef>& refs, const std::string& path
   return input_error(path, first_line, what + "; " + hint);
 }
 
+void classify_pypi_url(PackageRef& ref) {
+  std::string_view url = ref.url;
+  bool vcs = url.starts_with("git+") || url.starts_with("hg+") || url.starts_with("svn+") ||
+             url.starts_with("bzr+");
+  std::string file = url_file_name(url_strip_fragment(ref.url));
+  if (vcs) {
+    ref.source_kind = url.starts_with("git+") ? "git" : "vcs";
+    // "repo.git@<rev>" -> "repo.git": the revision is not part of a name.
+    if (size_t at = file.find('@'); at != std::string::npos) file.resize(at);
+  } else if (is_file_url(ref.url) && !file.ends_with(".whl") && !file.ends_with(".tar.gz") &&
+             !file.ends_with(".zip") && !file.ends_with(".tar.bz2") && !file.ends_with(".tgz")) {
+    ref.source_kind = "path";  // a local project directory
+  }
+  ref.file_name = file.empty() ? ref.name : file;
+}
+
 void dedupe(std::vector<PackageRef>& refs) {
   std::unordered_set<std::string> seen;
   std::vector<PackageRef> out;
@@ -203,7 +220,8 @@ std::string lock_format_label(const LockFile& lock) {
 namespace {
 
 constexpr const char* kUnknownFormat =
-    "not a recognised lock file: expected conda-lock.yml v1, @EXPLICIT or pixi.lock v4-v7";
+    "not a recognised lock file: expected conda-lock.yml v1, @EXPLICIT, pixi.lock v4-v7, "
+    "pylock.toml, uv.lock, poetry.lock or requirements.txt";
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -256,11 +274,57 @@ std::string_view without_bom(std::string_view s) {
   return s;
 }
 
-// Detects the format; for YAML formats also returns the parsed root in `root`.
+// Whether a TOML syntax error should be reported as such: the text has a table header or key
+// that one of our TOML formats starts with. Otherwise YAML and text formats get their turn.
+bool looks_like_toml_lock(std::string_view content) {
+  return any_line(content, [](std::string_view l) {
+    return l.starts_with("[[package") || l.starts_with("[metadata") ||
+           l.starts_with("lock-version") || l.starts_with("version =") ||
+           l.starts_with("requires-python =");
+  });
+}
+
+// The TOML formats, told apart by their top-level keys. nullopt: none of them.
+std::optional<LockFormat> classify_toml(const toml::table& t) {
+  if (const toml::table* meta = t["metadata"].as_table()) {
+    if (meta->contains("content-hash") || meta->contains("lock-version")) {
+      return LockFormat::kPoetry;
+    }
+  }
+  if (t.contains("lock-version")) return LockFormat::kPylock;
+  if (t["version"].is_integer() && (t["package"].is_array() || t.contains("requires-python"))) {
+    return LockFormat::kUvLock;
+  }
+  return std::nullopt;
+}
+
+// Where the parsed document of a format lives between detection and parsing.
+struct Parsed {
+  YAML::Node yaml;
+  toml::table toml;
+};
+
+// Detects the format; for YAML and TOML formats also returns the parsed document in `out`.
+// Order: @EXPLICIT (a marker line), TOML (cheap to reject: toml++ stops at the first line of
+// YAML or requirements text), requirements (every line a pip option or requirement), YAML.
 // May throw YAML::Exception only through YAML::Load, which callers guard.
-Result<LockFormat> detect(std::string_view content, const std::string& path, YAML::Node* root) {
+Result<LockFormat> detect(std::string_view content, const std::string& path, Parsed* out) {
   if (trim(content).empty()) return input_error(path, 0, "empty lock file");
   if (is_explicit_text(content)) return LockFormat::kExplicit;
+  try {
+    toml::table t = toml::parse(content, std::string_view(path));
+    std::optional<LockFormat> f = classify_toml(t);
+    if (!f) return input_error(path, 0, kUnknownFormat);
+    if (out) out->toml = std::move(t);
+    return *f;
+  } catch (const toml::parse_error& e) {
+    if (looks_like_toml_lock(content)) {
+      const toml::source_position& p = e.source().begin;
+      return input_error(path, p ? static_cast<int>(p.line) : 0,
+                         "TOML syntax error: " + std::string(e.description()));
+    }
+  }
+  if (looks_like_requirements(content)) return LockFormat::kRequirements;
   YAML::Node doc;
   try {
     doc = YAML::Load(std::string(content));
@@ -272,11 +336,11 @@ Result<LockFormat> detect(std::string_view content, const std::string& path, YAM
   if (cdoc.IsMap()) {
     if (cdoc["environments"].IsDefined() ||
         (cdoc["packages"].IsDefined() && cdoc["version"].IsDefined())) {
-      if (root) *root = doc;
+      if (out) out->yaml = doc;
       return LockFormat::kPixi;
     }
     if (cdoc["package"].IsDefined()) {
-      if (root) *root = doc;
+      if (out) out->yaml = doc;
       return LockFormat::kCondaLockV1;
     }
   }
@@ -305,20 +369,24 @@ Result<LockFile> parse_lock(const std::string& content, const std::string& path,
   if (lock_dir.empty()) lock_dir = "/";
   // yaml-cpp throws on syntax errors and bad conversions; nothing may escape this API.
   try {
-    YAML::Node root;
-    MAT_ASSIGN_OR_RETURN(LockFormat format, detect(text, path, &root));
+    Parsed doc;
+    MAT_ASSIGN_OR_RETURN(LockFormat format, detect(text, path, &doc));
     switch (format) {
       case LockFormat::kExplicit:
         return parse_explicit(std::string(text), path, lock_dir, sel);
       case LockFormat::kCondaLockV1:
-        return parse_conda_lock(root, path, sel);
+        return parse_conda_lock(doc.yaml, path, sel);
       case LockFormat::kPixi:
-        return parse_pixi(root, path, lock_dir, sel);
+        return parse_pixi(doc.yaml, path, lock_dir, sel);
+      // PyPI formats have no conda platform: `sel` does not apply.
       case LockFormat::kPylock:
+        return parse_pylock(doc.toml, path, lock_dir);
       case LockFormat::kUvLock:
-      case LockFormat::kRequirements:
+        return parse_uv_lock(doc.toml, path, lock_dir);
       case LockFormat::kPoetry:
-        break;  // detected by the PyPI lock parsers (not yet wired here)
+        return parse_poetry_lock(doc.toml, path, lock_dir);
+      case LockFormat::kRequirements:
+        return parse_requirements(std::string(text), path, lock_dir);
     }
     return Internal(path + ": unhandled lock format");
   } catch (const YAML::Exception& e) {

@@ -6,10 +6,21 @@
 //                           #sha256:<hex> fragments; `# platform: X` header optional)
 //   pixi.lock v4 to v7     (YAML with `version: 4..7`, `environments:` and `packages:`;
 //                           v7 platform names key the lists as written, e.g. "x86-cuda13")
-// Pip/PyPI entries are returned with kind == kPypi so the driver can refuse them as a whole;
-// their url is kept as written (a git URL's fragment is its commit), relative paths resolved.
+//   pylock.toml            (PEP 751: TOML with `lock-version = "1.x"` and `packages`)
+//   uv.lock                (TOML with `version = 1` and `[[package]]`; uv script locks too)
+//   poetry.lock            (TOML with `[[package]]` and `[metadata]` holding `content-hash` or
+//                           `lock-version`; files in `files = [...]` or `[metadata.files]`)
+//   requirements.txt       (pip's line format, pinned `name==version` with `--hash=sha256:`,
+//                           as pip-compile --generate-hashes / pdm / poetry export write it)
+// Conda entries are filtered by LockSelection::platform; PyPI-only formats (pylock, uv,
+// poetry, requirements) have no conda platform: every entry is returned, `platforms` stays
+// empty, and the driver picks wheels by the target interpreter's tags and markers.
+// Pip/PyPI entries are returned with kind == kPypi; a single-file entry's url is kept as
+// written (a git URL's fragment is its commit), relative paths resolved.
 // Source packages (pixi `conda_source:`, or a `conda:` location that is not a .conda/.tar.bz2
-// archive) are an error: we install built archives only.
+// archive) are an error: we install built archives only. PyPI sources that are not archives
+// (git, directory, editable, virtual projects) are returned with `source_kind` set and left to
+// the driver, which skips the project itself and refuses the rest.
 //
 // Errors are kInvalidInput and name the file, line and field:
 //   "env.lock:12: package 'zlib': field 'url' is missing".
@@ -33,7 +44,8 @@ enum class LockFormat {
   kRequirements,  // requirements.txt with --hash (pip-tools / --require-hashes form)
   kPoetry,        // poetry.lock
 };
-const char* lock_format_name(LockFormat f);  // "conda-lock-v1", "explicit", "pixi"
+// "conda-lock-v1", "explicit", "pixi", "pylock", "uv-lock", "requirements", "poetry-lock"
+const char* lock_format_name(LockFormat f);
 
 enum class PackageKind { kConda, kPypi };
 
@@ -72,16 +84,25 @@ struct PackageRef {
   std::vector<std::string> allowed_sha256;  // requirements/poetry: hashes any chosen file
                                             // must have (lowercase hex)
   bool needs_index = false;            // true: resolve name==version on a package index
-  bool requested = true;               // write REQUESTED (a top-level, user-named package)
-  std::string source_kind;             // "git", "directory", "editable", "path"... when the
-                                       // entry is not an archive at all ("" otherwise)
+  bool requested = true;               // write REQUESTED (a top-level, user-named package):
+                                       // uv.lock marks the project's (and workspace members',
+                                       // script requirements') direct dependencies; every
+                                       // other format names all its packages, so all are
+                                       // requested
+  std::string source_kind;             // when the entry is not a wheel or sdist ("" otherwise):
+                                       // "git"/"vcs" (VCS URL), "directory" (local tree:
+                                       // pylock, uv, poetry, requirements), "path" (local
+                                       // tree in pixi/conda-lock; poetry/uv non-wheel file),
+                                       // "archive" (pylock non-wheel archive), "url" (poetry
+                                       // non-wheel URL), "editable"/"virtual" (uv project)
 };
 
 // Package-index settings a lock carries (requirements.txt --index-url etc.); the command line
 // overrides them.
 struct IndexSettings {
   std::vector<std::string> index_urls;  // first = primary (--index-url), rest = extra
-  std::vector<std::string> find_links;
+  std::vector<std::string> find_links;  // URLs; local directories as file:// URLs
+  bool no_index = false;                 // --no-index: find-links only
 };
 
 struct LockSelection {
@@ -91,12 +112,23 @@ struct LockSelection {
 
 struct LockFile {
   LockFormat format = LockFormat::kExplicit;
-  int version = 0;  // format version: 1 for conda-lock, 4-7 for pixi, 0 for @EXPLICIT
+  int version = 0;  // format version: 1 for conda-lock, 4-7 for pixi, 0 for @EXPLICIT and
+                   // requirements.txt, 1 for pylock ("1.0") and uv.lock, poetry's major
+                   // lock-version (1 for "1.1", 2 for "2.1")
   std::string path;
-  std::vector<std::string> platforms;  // declared platforms, if the format lists them
-  std::vector<std::string> environments;  // pixi
+  std::vector<std::string> platforms;  // declared conda platforms, if the format lists them
+  std::vector<std::string> environments;  // pixi environment names
   std::vector<PackageRef> packages;    // selected for the platform, in lock order
   IndexSettings index;                 // from the lock (requirements.txt), may be empty
+
+  // ---- PyPI formats
+  std::string requires_python;  // file-level PEP 440 specifier set (pylock, uv.lock, poetry
+                                // metadata.python-versions translated); "" = any
+  std::vector<std::string> environment_markers;  // pylock `environments`: PEP 508 markers
+                                                 // the lock claims to cover (any may match)
+  std::vector<std::string> default_groups;       // pylock `default-groups`: the value of the
+                                                 // `dependency_groups` marker variable when
+                                                 // the user names no group
 };
 
 // lock_format_name plus the version where it varies: "pixi-v6", "conda-lock-v1", "explicit".
@@ -105,13 +137,19 @@ std::string lock_format_label(const LockFile& lock);
 // Detects the format from `content` (path is for messages and for resolving relative paths).
 Result<LockFormat> detect_lock_format(const std::string& content, const std::string& path);
 
-// Reads and parses a lock file, keeping the entries for `sel.platform` plus noarch ones.
+// Reads and parses a lock file, keeping the entries for `sel.platform` plus noarch ones
+// (PyPI-only formats ignore `sel`).
 // Entries without any hash are an error (kInvalidInput) naming the lines: we never install
-// unverified bytes. Other errors: kNotFound / kIo when the file cannot be read; kInvalidInput
-// for everything about its content. Never throws (yaml-cpp exceptions are converted).
-// Pure functions of their inputs (plus the cwd, for a relative `path`): thread-safe.
+// unverified bytes (pylock files need sha256, requirements pins --hash=sha256:, poetry
+// packages at least one sha256 file hash; a uv.lock wheel without a hash is left to the driver,
+// which refuses it only if it is the one chosen). Other errors: kNotFound / kIo when the file
+// (or a requirements `-r` include) cannot be read; kInvalidInput for everything about its
+// content. Never throws (yaml-cpp and toml++ exceptions are converted).
+// Pure functions of their inputs, plus the cwd for a relative `path` and the files a
+// requirements.txt includes: thread-safe.
 // Cost: dominated by yaml-cpp building its node tree, ~5 MB/s (the 2.2 MB turtlesim
-// pixi.lock takes ~0.45 s); @EXPLICIT files are a single linear scan.
+// pixi.lock takes ~0.45 s); toml++ is ~10x faster (the 1.5 MB pydantic-ai uv.lock, markers
+// included, ~50 ms); @EXPLICIT and requirements files are a linear scan.
 Result<LockFile> load_lock(const std::string& path, const LockSelection& sel);
 Result<LockFile> parse_lock(const std::string& content, const std::string& path,
                             const LockSelection& sel);

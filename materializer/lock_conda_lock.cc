@@ -65,6 +65,7 @@ Status read_entry(const YAML::Node& entry, const std::string& path, PackageRef& 
     if (auto v = scalar(child(entry, "hash"), "sha256"))
       ref.sha256 = lower_hex(*v, 64).value_or("");
     fill_derived(ref);
+    classify_pypi_url(ref);
     return Status::Ok();
   }
   ref.url = url_strip_fragment(*url);

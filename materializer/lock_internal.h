@@ -70,4 +70,18 @@ Result<LockFile> parse_conda_lock(const YAML::Node& root, const std::string& pat
 Result<LockFile> parse_pixi(const YAML::Node& root, const std::string& path,
                             const std::string& lock_dir, const LockSelection& sel);
 
+// requirements.txt (lock_requirements.cc). `-r` includes are read from disk, relative to the
+// including file. Never throws.
+Result<LockFile> parse_requirements(const std::string& content, const std::string& path,
+                                    const std::string& lock_dir);
+// Whether every non-comment line is a pip option or starts like a requirement, and there is at
+// least one requirement or include: how detection tells requirements.txt from other text.
+bool looks_like_requirements(std::string_view content);
+
+// Sets source_kind ("git", "vcs" for other VCS URLs, "path" for a local directory) and a
+// non-empty file_name on a single-URL PyPI entry (conda-lock `manager: pip`, pixi `pypi:`).
+void classify_pypi_url(PackageRef& ref);
+
+// The TOML formats are declared in lock_toml_internal.h.
+
 }  // namespace mat::lock_internal

@@ -148,8 +148,9 @@ void read_pypi(const YAML::Node* pkg, const std::string& location, const std::st
     ref.name = scalar(*pkg, "name").value_or("");
     ref.version = scalar(*pkg, "version").value_or("");
     if (auto v = scalar(*pkg, "sha256")) ref.sha256 = lower_hex(*v, 64).value_or("");
+    ref.requires_python = scalar(*pkg, "requires_python").value_or("");
   }
-  ref.file_name = url_file_name(ref.url);
+  classify_pypi_url(ref);
 }
 
 using PackageIndex = std::unordered_map<std::string, std::vector<YAML::Node>>;

@@ -99,9 +99,14 @@ TEST(ParseLock, EmptyFileIsInvalid) {
 }
 
 TEST(ParseLock, UnknownFormatIsInvalid) {
+  // Unhashed pins are recognised as requirements.txt now, and refused for the missing hash
+  // (lock_pypi_test.cc); prose is not any format.
   ExpectInvalid(parse_lock("numpy==1.26\nscipy\n", "requirements.txt", linux64()),
-                {"requirements.txt: not a recognised lock file",
-                 "conda-lock.yml v1, @EXPLICIT or pixi.lock"});
+                {"requirements.txt:1: 'numpy' 1.26: pin has no --hash"});
+  ExpectInvalid(parse_lock("just some words\n", "notes.txt", linux64()),
+                {"notes.txt: not a recognised lock file",
+                 "conda-lock.yml v1, @EXPLICIT, pixi.lock v4-v7, pylock.toml, uv.lock, "
+                 "poetry.lock or requirements.txt"});
   ExpectInvalid(parse_lock("[[package]]\nname = \"x\"\n", "pylock.toml", linux64()),
                 {"not a recognised lock file"});
   ExpectInvalid(parse_lock("foo: bar\n", "x.yml", linux64()), {"not a recognised lock file"});

@@ -12,6 +12,7 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -29,8 +30,11 @@ std::string join_argv(int argc, char** argv) {
   return s;
 }
 
-void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& verbose) {
-  cmd->add_option("LOCKFILE", o.lock_path, "conda-lock.yml v1, @EXPLICIT file or pixi.lock v5/v6")
+void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& verbose,
+                       std::vector<std::string>& extra_index) {
+  cmd->add_option("LOCKFILE", o.lock_path,
+                  "conda-lock.yml v1, @EXPLICIT, pixi.lock, pylock.toml, uv.lock, "
+                  "requirements.txt (hashed) or poetry.lock")
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--platform", o.selection.platform, "conda subdir to install (default: host)");
@@ -47,6 +51,19 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
   cmd->add_flag("--offline", o.offline, "never touch the network: only the cache and file:// URLs");
   cmd->add_option("--report", o.report_path, "write a JSON report of the run to this file");
   cmd->add_option("--ca-bundle", o.ca_bundle, "CA certificates (PEM) for TLS; else $SSL_CERT_FILE");
+  cmd->add_option("--python", o.python_path,
+                  "interpreter the wheels are for (X.Y, tags, shebang); default: the conda "
+                  "python of the lock or prefix");
+  cmd->add_option("--python-version", o.python_version,
+                  "X.Y for noarch: python packages and wheels (default: the lock's python)");
+  cmd->add_option("--index-url,-i", o.index.index_urls,
+                  "package index (Simple API) for requirements.txt / poetry.lock pins; "
+                  "overrides the lock's")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cmd->add_option("--extra-index-url", extra_index, "additional package index (repeatable)");
+  cmd->add_option("--find-links,-f", o.index.find_links,
+                  "HTML page or directory with wheels (repeatable)");
   cmd->add_flag("-q,--quiet", quiet, "no progress output");
   cmd->add_flag("-v,--verbose", verbose, "one line per package");
 }
@@ -67,20 +84,21 @@ int main(int argc, char** argv) {
     opts.command_line = join_argv(argc, argv);
     bool quiet = false;
     int verbose = 0;
+    std::vector<std::string> extra_index;
     std::string link_mode = "auto";
 
     CLI::App* install = app.add_subcommand("install", "materialize a lock file into a prefix");
-    add_fetch_options(install, opts, quiet, verbose);
+    add_fetch_options(install, opts, quiet, verbose, extra_index);
     install->add_option("--prefix,-p", opts.prefix, "target environment directory")->required();
-    install->add_option("--python-version", opts.python_version,
-                        "X.Y for noarch: python packages (default: the lock's python)");
+    install->add_flag("--compile", opts.compile,
+                      "write .pyc files for the installed wheels (parallel compileall)");
     install->add_option("--link-mode", link_mode, "auto, hardlink, reflink or copy")
         ->check(CLI::IsMember({"auto", "hardlink", "reflink", "copy"}))
         ->capture_default_str();
 
     CLI::App* prewarm =
         app.add_subcommand("prewarm", "download, verify and extract into the cache; no prefix");
-    add_fetch_options(prewarm, opts, quiet, verbose);
+    add_fetch_options(prewarm, opts, quiet, verbose, extra_index);
 
     CLI::App* cache = app.add_subcommand("cache", "inspect or maintain the package cache");
     cache->require_subcommand(1);
@@ -103,6 +121,7 @@ int main(int argc, char** argv) {
     }
 
     opts.verbosity = quiet ? 0 : 1 + (verbose > 0 ? 1 : 0);
+    opts.extra_index_urls = extra_index;
     if (link_mode == "hardlink") opts.link_mode = mat::LinkMode::kHardlink;
     if (link_mode == "reflink") opts.link_mode = mat::LinkMode::kReflink;
     if (link_mode == "copy") opts.link_mode = mat::LinkMode::kCopy;

@@ -27,6 +27,7 @@ struct TargetPython {
   std::string platform;         // conda subdir: "linux-64", "linux-aarch64", "osx-arm64", ...
   std::string glibc;            // newest manylinux glibc the target supports ("2.17" minimum;
                                 // host's gnu_get_libc_version() by default); "" = not glibc
+  std::string macos;            // osx targets: macOS version the tags assume ("11.0"); else ""
   std::string executable;       // absolute interpreter path for shebangs
                                 // (PREFIX/bin/pythonX.Y for a conda prefix)
   std::vector<std::string> tags;  // compatible "py-abi-plat" triples, most preferred first
@@ -39,6 +40,15 @@ struct TargetPython {
 // Builds the target from X.Y (+ optional full version) for a conda platform, computing tags in
 // packaging.tags order (cpXY-cpXY-manylinux_2_N..2_5/manylinux2014/2010/1, cpXY-abi3-...,
 // cpXY-none-..., py3X..py30-none-plat, cpXY-none-any, py3X-none-any ... py30-none-any).
+//
+// `version_xy` "3.13t" asks for the free-threaded ABI (abi "cp313t", no abi3 tags); before 3.8
+// the ABI is "cp3Ym". `full_version` "" means X.Y.0. Platforms: linux-64, linux-aarch64,
+// linux-ppc64le, linux-s390x (manylinux down to 2.5 on x86_64, 2.17 elsewhere, then
+// linux_<arch>), osx-64, osx-arm64 (macosx_* as packaging.tags.mac_platforms), win-64,
+// win-arm64. The last argument is the OS version the tags assume: glibc for linux ("" = the
+// host's glibc, "none" = not a glibc system: linux_<arch> only), the macOS version for osx
+// ("" = "11.0"); ignored on Windows. Errors: kInvalidInput for a malformed version, an
+// unsupported platform or a malformed OS version.
 Result<TargetPython> make_target(const std::string& version_xy, const std::string& full_version,
                                  const std::string& platform, const std::string& executable,
                                  const std::string& glibc = "");
@@ -74,6 +84,14 @@ Result<bool> version_satisfies(std::string_view version, std::string_view specif
 
 // PEP 508 environment marker against target.markers (`extra` compares against `extras`).
 // kInvalidInput for a malformed marker.
+//
+// As pip does, the marker is evaluated once per extra (once with extra == "" when `extras` is
+// empty) and holds if any evaluation does; extra names are PEP 503-normalised on both sides.
+// Version variables (python_version, python_full_version, implementation_version,
+// platform_release) compare as PEP 440 versions when both sides parse, else as text; other
+// variables compare as text. PEP 751's set variables work as "'x' in extras" (the given
+// extras) and "'g' in dependency_groups" (always empty here). An empty (all-blank) marker is
+// true. A missing key in target.markers reads as "".
 Result<bool> evaluate_marker(std::string_view marker, const TargetPython& target,
                              const std::vector<std::string>& extras = {});
 

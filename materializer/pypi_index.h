@@ -20,15 +20,22 @@ struct IndexOptions {
   std::string ca_bundle;
   bool offline = false;
   int max_parallel = 50;
+  int max_retries = 4;  // per page, as fetch::Options::max_retries (tests set 0)
 };
 
 // For every ref with needs_index: looks up its project page on every index (and find-links),
-// keeps files whose version equals ref.version, whose sha256 (from the page's hash or the
-// lock's allowed hashes) is allowed, and that are wheels compatible with `target`; picks the
-// best-ranked and fills ref.url, ref.file_name, ref.sha256 (and size when known). Refs whose
-// only matching files are sdists get ref.sdists filled and no url. Per-package failures go to
-// statuses[i] (kNotFound: "no file of NAME==VER with an allowed hash fits cp311-...; files
-// seen: ..."); run-wide failures (no index reachable at all) return an error.
+// keeps files whose version equals ref.version, whose sha256 is allowed, and that are wheels
+// compatible with `target`; picks the best-ranked and fills ref.url, ref.file_name, ref.sha256
+// (and size when known). A file's sha256 comes from the page, else from the lock's own entry
+// for that file name (ref.wheels/ref.sdists), else — local files only — from reading it; a
+// remote file with none of these is refused. The allowed set is ref.allowed_sha256 plus the
+// lock's per-file hashes. Yanked files are chosen only when no other wheel fits (pip's rule for
+// exact pins). Refs whose only matching files are sdists get ref.sdists filled and no url.
+// Per-package failures go to statuses[i]: kNotFound ("NAME==VER: no file with an allowed hash
+// fits cp311-...; files seen: ..."), kRetryable when an index failed for that package,
+// kInvalidInput when the ref has no version or no hash. Run-wide failures (no index
+// configured, none reachable, --offline with only remote indexes) return an error. Messages
+// never contain credentials. Blocks until every page is fetched; uses TBB for parsing.
 Result<std::vector<Status>> resolve_on_index(std::vector<PackageRef>& refs,
                                              const TargetPython& target,
                                              const IndexOptions& opts);

@@ -54,10 +54,32 @@ struct WheelSummary {
   std::vector<WheelResult> results;  // results[i] for inputs[i]
   bool complete = false;
   double compile_seconds = 0;
+  LinkMode mode_used = LinkMode::kAuto;  // hardlink, reflink or copy, as probed or forced
+  std::vector<std::string> warnings;     // run-wide (e.g. compileall reported failures)
 };
+
+// Checks an extracted wheel tree against its file name before anything is installed: exactly
+// one top-level *.dist-info, a supported Wheel-Version, METADATA Name/Version matching the file
+// name. The driver runs it right after extraction, so a broken wheel fails the run before the
+// prefix is touched. Errors: kCorrupt, kIo.
+Status check_wheel_tree(const std::string& tree, const std::string& file_name);
 
 // Installs all wheels; per-wheel failures land in results[i]. Run-wide failures (prefix not
 // writable, --compile interpreter missing) return an error.
+//
+// Details (pip 23 `install --no-deps --prefix` is the reference; see wheel_install.cc):
+//   - A path already in the prefix is replaced (unlink + link/create, never written through)
+//     and reported in results[i].warnings, unless it is the very same cache file or listed in
+//     the RECORD of an earlier install of the same *.dist-info. Two wheels of this run writing
+//     one path: the later in input order wins, with a warning.
+//   - RECORD rows are sorted by path (pip sorts them); lines end in "\r\n" (csv.writer).
+//   - --compile runs `<exe> -m compileall -q -j <jobs> -d SP SP` once after every wheel is
+//     linked (SP = lib/pythonX.Y/site-packages; <exe> = target.executable, or /usr/bin/python3
+//     when that does not exist); each wheel's RECORD then lists the .pyc of its .py files with
+//     sha256 and size. compileall failures (e.g. Python 2 syntax) are warnings, as in pip.
+//   - A wheel that fails gets no RECORD (it does not look installed); files it already linked
+//     stay.
+// Thread safety: runs on the caller's TBB arena; concurrent calls need different prefixes.
 Result<WheelSummary> install_wheels(const std::vector<WheelInput>& inputs,
                                     const WheelInstallOptions& opts);
 

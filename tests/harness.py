@@ -13,6 +13,11 @@ source tree.
         lock = fx.render_lock("conda-lock.yml", srv.url + "/channel", tmpdir)
         cp = harness.run_materializer(harness.BINARY, ["install", lock, "--prefix", p])
         diffs = harness.check_prefix(p, fx.expected("conda-lock.yml"))
+
+Wheels (scripts/gen_wheels.py): `harness.wheel_fixtures()` / `WheelTestCase` (assertWheelPrefix,
+assertImportsAndScripts, assertWheelCache), the pip oracle `pip_install_prefix` / `pip_list` /
+`pip_check` (see the note on Debian's --prefix layout there), and HttpServer's PEP 691 content
+negotiation (a directory's index.json when Accept asks for application/vnd.pypi.simple.v1+json).
 """
 
 import base64
@@ -196,6 +201,8 @@ class HttpServer:
         self.root = os.path.abspath(root)
         self.hooks = {}
         self.requests = []
+        self.json_served = []   # paths answered with a PEP 691 JSON page (content negotiation)
+        self.accept_headers = []  # (path, Accept header) of every GET
         self.lock = threading.Lock()
         server = self
 
@@ -228,8 +235,36 @@ class HttpServer:
                     self.wfile.write(body)
                 return True
 
+            def _simple_json(self):
+                """PEP 691: a directory holding index.json is served as JSON when the client's
+                Accept header asks for application/vnd.pypi.simple.v1+json; else as usual
+                (index.html). Directories without index.json never answer JSON."""
+                accept = self.headers.get("Accept", "")
+                with server.lock:
+                    server.accept_headers.append((self.path, accept))
+                if SIMPLE_JSON_MIME not in accept:
+                    return False
+                path = self.translate_path(self.path)
+                if not self.path.split("?", 1)[0].endswith("/") or not os.path.isdir(path):
+                    return False
+                page = os.path.join(path, "index.json")
+                if not os.path.isfile(page) or _json_refused(accept):
+                    return False
+                with open(page, "rb") as fh:
+                    body = fh.read()
+                self.send_response(200)
+                self.send_header("Content-Type", SIMPLE_JSON_MIME)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Vary", "Accept")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                with server.lock:
+                    server.json_served.append(self.path)
+                return True
+
             def do_GET(self):
-                if not self._hook():
+                if not self._hook() and not self._simple_json():
                     super().do_GET()
 
             def do_HEAD(self):
@@ -268,6 +303,20 @@ class HttpServer:
     def reset_counts(self):
         with self.lock:
             self.requests.clear()
+
+
+SIMPLE_JSON_MIME = "application/vnd.pypi.simple.v1+json"
+
+
+def _json_refused(accept):
+    """True when the Accept header lists the JSON type with q=0."""
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        if fields[0] == SIMPLE_JSON_MIME:
+            for f in fields[1:]:
+                if f.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+                    return True
+    return False
 
 
 class Nginx:
@@ -822,3 +871,400 @@ class MaterializerTestCase(TempDirTestCase):
         self.assertNotIn(needle, cp.stderr, "stderr leaks " + needle)
         if report and os.path.exists(report):
             self.assertNotIn(needle, read_text(report), "report leaks " + needle)
+
+
+# ---------------------------------------------------------------------------------------
+# Wheels (PyPI): fixtures from scripts/gen_wheels.py, the pip oracle, prefix/RECORD checks
+# ---------------------------------------------------------------------------------------
+
+_wspec = importlib.util.spec_from_file_location(
+    "gen_wheels", os.path.join(SOURCE_DIR, "scripts", "gen_wheels.py"))
+gen_wheels = importlib.util.module_from_spec(_wspec)
+_wspec.loader.exec_module(gen_wheels)
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+class WheelFixtures:
+    """DIR from gen_wheels.generate(): served as a whole, so @BASE_URL@ is the server root
+    (srv.url) and wheels are at @BASE_URL@/files/, the index at @BASE_URL@/simple/."""
+
+    def __init__(self, root):
+        self.root = root
+        self.manifest = read_json(os.path.join(root, "wheels.json"))
+        self.site = self.manifest["site"]
+
+    @property
+    def files_dir(self):
+        return os.path.join(self.root, "files")
+
+    @property
+    def file_url(self):
+        return "file://" + self.root
+
+    def expected(self):
+        return self.manifest["expected"]
+
+    def lock(self, name):
+        return self.manifest["locks"][name]
+
+    def bad_case(self, name):
+        return self.manifest["bad"][name]
+
+    def dists(self):
+        return self.manifest["dists"]
+
+    def render_lock(self, lock_name, base_url, dest_dir, index_url=None, bad=False):
+        """Renders locks/<lock_name>.in (bad/locks/ with bad=True) into dest_dir under the same
+        name. index_url defaults to base_url + "/simple"."""
+        src = os.path.join(self.root, "bad" if bad else "", "locks", lock_name + ".in")
+        mapping = {"@INDEX_URL@": index_url or base_url + "/simple", "@BASE_URL@": base_url}
+        return render_file(src, os.path.join(dest_dir, lock_name), mapping)
+
+    def install_set_wheels(self):
+        """Paths of the wheels pip must install (the INSTALL_SET)."""
+        return [os.path.join(self.files_dir, d["file_name"]) for d in self.dists().values()]
+
+    def pins(self):
+        return [f"{n}=={d['version']}" for n, d in self.dists().items()]
+
+
+_WHEEL_FIXTURES = None
+
+
+def wheel_fixtures():
+    """Wheel fixtures generated once per process into a temp dir (removed at exit)."""
+    global _WHEEL_FIXTURES
+    if _WHEEL_FIXTURES is None:
+        root = tempfile.mkdtemp(prefix="mat-wheels-")
+        if os.environ.get("MAT_KEEP_TMP") != "1":
+            import atexit
+            atexit.register(shutil.rmtree, root, True)
+        gen_wheels.generate(root)
+        _WHEEL_FIXTURES = WheelFixtures(root)
+    return _WHEEL_FIXTURES
+
+
+# --- the pip oracle ---------------------------------------------------------------------
+#
+# Debian's pip does not give the upstream layout under --prefix: Debian's sysconfig makes
+# `posix_local` the preferred "prefix" scheme outside a venv (P/local/lib/python3.11/
+# dist-packages, P/local/bin, data in P/local; DEB_PYTHON_INSTALL_LAYOUT=deb_system gives
+# P/lib/python3/dist-packages instead), and inside a venv pip uses the `venv` scheme but puts
+# headers into P/include/site/python3.11/NAME. Neither is `lib/python3.11/site-packages` +
+# `include/python3.11/NAME`. So the oracle runs Debian's own pip 23 with
+# sysconfig.get_preferred_scheme("prefix") returning "posix_prefix" — upstream CPython's scheme,
+# i.e. what `pip install --prefix` does on every non-Debian CPython. --prefix also skips the
+# PEP 668 EXTERNALLY-MANAGED check (pip only enforces it for the running environment).
+# The environment drops every PIP_* variable (this machine sets PIP_FIND_LINKS=/opt/wheels)
+# and points PIP_CONFIG_FILE at /dev/null.
+
+_PIP_BOOT = ("import runpy, sysconfig\n"
+             "_orig = sysconfig.get_preferred_scheme\n"
+             "sysconfig.get_preferred_scheme = "
+             "lambda key: 'posix_prefix' if key == 'prefix' else _orig(key)\n"
+             "runpy.run_module('pip', run_name='__main__', alter_sys=True)\n")
+
+
+def pip_env(extra=None):
+    env = {k: v for k, v in clean_env().items() if not k.startswith("PIP_")}
+    env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                "PIP_ROOT_USER_ACTION": "ignore", "PIP_NO_INPUT": "1"})
+    env.pop("PYTHONPATH", None)
+    env.update(extra or {})
+    return env
+
+
+def pip(args, env=None, timeout=600, check=True):
+    """Debian's pip with the upstream posix_prefix scheme (see above)."""
+    cp = subprocess.run([SYSTEM_PYTHON, "-c", _PIP_BOOT, *args], env=pip_env(env),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        timeout=timeout)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"pip {' '.join(args)} failed" + describe(cp))
+    return cp
+
+
+def pip_install_prefix(prefix, wheels_or_pins, find_links=None, compile=False):
+    """`pip install --no-deps --no-index --prefix PREFIX ...` (no bytecode unless compile)."""
+    args = ["install", "--no-deps", "--no-index", "--prefix", prefix,
+            "--no-warn-script-location", "--compile" if compile else "--no-compile"]
+    if find_links:
+        args += ["--find-links", find_links]
+    return pip(args + list(wheels_or_pins))
+
+
+def pip_list(site):
+    """{normalized name: version} from `pip list --path SITE --format json`."""
+    cp = subprocess.run([SYSTEM_PYTHON, "-m", "pip", "list", "--path", site, "--format",
+                         "json"], env=pip_env(), stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, timeout=120)
+    if cp.returncode != 0:
+        raise AssertionError("pip list failed" + describe(cp))
+    return {gen_wheels.normalize(d["name"]): d["version"] for d in json.loads(cp.stdout)}
+
+
+def pip_check(site, workdir):
+    """`pip check` of SITE alone. pip 23 has no `check --path`, and the system environment is
+    not clean (python3-gi's pygobject lacks pycairo), so pip runs with -S (no site dirs) and a
+    PYTHONPATH of SITE plus a directory holding only a symlink to pip's package (pip vendors
+    its dependencies): pip then sees exactly the distributions in SITE. Returns
+    CompletedProcess (exit 0 and "No broken requirements found." when clean)."""
+    piponly = os.path.join(workdir, "pip-only")
+    if not os.path.isdir(piponly):
+        os.makedirs(piponly)
+        import pip as _pip_mod  # noqa: F401  (Debian: /usr/lib/python3/dist-packages/pip)
+        os.symlink(os.path.dirname(_pip_mod.__file__), os.path.join(piponly, "pip"))
+    env = pip_env({"PYTHONPATH": site + os.pathsep + piponly})
+    return subprocess.run([SYSTEM_PYTHON, "-S", "-m", "pip", "check"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=120)
+
+
+def run_python(code_or_argv, site, cwd=None, direct=False):
+    """Runs `/usr/bin/python3 -c CODE` (or argv) with PYTHONPATH=site, no bytecode."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": site,
+           "LC_ALL": "C.UTF-8"}
+    argv = code_or_argv if isinstance(code_or_argv, list) else [SYSTEM_PYTHON, "-c",
+                                                                  code_or_argv]
+    return subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+
+
+# --- checks -----------------------------------------------------------------------------
+
+def shebang_ok(data, python_exe):
+    """A generated script's interpreter line: "#!<exe>", or for long / spaced paths the
+    /bin/sh trampoline naming <exe> (conda's and distlib's form). python_exe None: any python."""
+    first, _, rest = data.partition(b"\n")
+    if python_exe is None:
+        return first.startswith(b"#!") and b"python" in first + rest.split(b"\n", 1)[0]
+    exe = python_exe.encode()
+    if first == b"#!" + exe:
+        return True
+    if first == b"#!/bin/sh" and exe in rest.split(b"\n", 1)[0]:
+        return True
+    return first == b"#!/usr/bin/env " + os.path.basename(exe)
+
+
+def _first_line(data):
+    return data.split(b"\n", 1)[0]
+
+
+def check_wheel_prefix(prefix, expected, python_exe, installer=b"materializer\n",
+                       conda_paths=None, allow_pycache=True):
+    """Differences between PREFIX (conda-meta/ excluded) and the gen_wheels `expected` recipe
+    (plus, for mixed locks, gen_fixtures-style `conda_paths`). python_exe: the interpreter the
+    generated scripts must name (None = any python)."""
+    prefix = os.path.abspath(prefix)
+    if not os.path.isdir(prefix):
+        return [f"prefix {prefix} does not exist"]
+    actual = walk(prefix)
+    paths = dict(expected)
+    paths.update(conda_paths or {})
+    implied = set()
+    for p in paths:
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            implied.add("/".join(parts[:i]))
+    diffs = []
+    for rel, spec in sorted(paths.items()):
+        st = actual.get(rel)
+        full = os.path.join(prefix, rel)
+        if st is None:
+            diffs.append(f"missing: {rel}")
+            continue
+        kind = spec["type"]
+        if kind == "dir":
+            if not stat.S_ISDIR(st.st_mode):
+                diffs.append(f"{rel}: not a directory")
+            continue
+        if kind == "symlink":
+            if not stat.S_ISLNK(st.st_mode) or os.readlink(full) != spec["target"]:
+                diffs.append(f"{rel}: expected a symlink -> {spec['target']}")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            diffs.append(f"{rel}: not a regular file (mode {oct(st.st_mode)})")
+            continue
+        with open(full, "rb") as fh:
+            data = fh.read()
+        if "exec" in spec and bool(st.st_mode & 0o100) != spec["exec"]:
+            diffs.append(f"{rel}: executable bit is {bool(st.st_mode & 0o100)}, expected "
+                         f"{spec['exec']} (mode {oct(st.st_mode & 0o777)})")
+        if kind == "file":
+            want = spec.get("sha256")
+            if want is None and "data_b64" in spec:  # conda recipe with a placeholder
+                continue
+            if hashlib.sha256(data).hexdigest() != want:
+                diffs.append(f"{rel}: sha256 {hashlib.sha256(data).hexdigest()}, expected "
+                             f"{want}")
+        elif kind == "script":
+            if not shebang_ok(data, python_exe):
+                diffs.append(f"{rel}: interpreter line {_first_line(data)!r}, expected "
+                             f"#!{python_exe}")
+            lines = data.split(b"\n")
+            # after "#!exe", or after a /bin/sh trampoline of 2 (conda) or 3 (distlib) lines
+            skips = (2, 3) if data.startswith(b"#!/bin/sh\n") else (1,)
+            if not any(hashlib.sha256(b"\n".join(lines[k:])).hexdigest() == spec["body_sha256"]
+                       for k in skips):
+                diffs.append(f"{rel}: script body differs from the wheel's after the "
+                             f"#!python line")
+        elif kind == "entry_point":
+            if not shebang_ok(data, python_exe):
+                diffs.append(f"{rel}: entry point interpreter line "
+                             f"{_first_line(data)!r}, expected #!{python_exe}")
+            text = data.decode("utf-8", "replace")
+            if (f"from {spec['module']} import" not in text
+                    and f"import {spec['module']}" not in text):
+                diffs.append(f"{rel}: entry point does not import {spec['module']}")
+            if spec["func"] not in text:
+                diffs.append(f"{rel}: entry point does not call {spec['func']}")
+        elif kind == "installer":
+            if installer is not None and data != installer:
+                diffs.append(f"{rel}: {data!r}, expected {installer!r}")
+        elif kind in ("requested", "record"):
+            pass
+        else:
+            diffs.append(f"{rel}: unknown expected type {kind}")
+    for rel, st in sorted(actual.items()):
+        if rel in paths or (rel in implied and stat.S_ISDIR(st.st_mode)):
+            continue
+        if allow_pycache and _is_pycache(rel):
+            continue
+        diffs.append(f"extra: {rel}")
+    return diffs
+
+
+def read_record(path):
+    import csv
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [row for row in csv.reader(fh) if row]
+
+
+def record_paths(prefix, site_rel, record_file):
+    """RECORD rows -> {prefix-relative path: (hash, size)}; relative rows are relative to
+    site-packages (pip writes ../../../bin/x), absolute ones must lie inside the prefix."""
+    prefix = os.path.abspath(prefix)
+    site = os.path.join(prefix, site_rel)
+    out = {}
+    for row in read_record(record_file):
+        p = row[0]
+        full = os.path.normpath(p if os.path.isabs(p) else os.path.join(site, p))
+        rel = os.path.relpath(full, prefix)
+        out[rel] = (row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "")
+    return out
+
+
+def check_wheel_records(prefix, expected, dists, site_rel, compile=False):
+    """Every dist's RECORD lists exactly its installed files (expected recipe entries with
+    that dist; with compile=True also a __pycache__/*.cpython-311.pyc for each site-packages
+    .py, listed with or without hash as pip does), each with the right sha256 and size;
+    RECORD itself without hash."""
+    diffs = []
+    tag = "cpython-" + gen_wheels.PYTHON_XY.replace(".", "")
+    for name, d in dists.items():
+        rec_rel = f"{site_rel}/{d['dist_info']}/RECORD"
+        rec = os.path.join(prefix, rec_rel)
+        if not os.path.isfile(rec):
+            diffs.append(f"{name}: {rec_rel} missing")
+            continue
+        rows = record_paths(prefix, site_rel, rec)
+        want = {p for p, s in expected.items() if s.get("dist") == name}
+        got_pyc = {p for p in rows if _is_pycache(p)}
+        if compile:
+            for p in sorted(want):
+                if p.startswith(site_rel + "/") and p.endswith(".py"):
+                    d_, base = os.path.split(p)
+                    pyc = f"{d_}/__pycache__/{base[:-3]}.{tag}.pyc"
+                    if pyc not in rows:
+                        diffs.append(f"{name}: RECORD lacks {pyc}")
+                    if not os.path.isfile(os.path.join(prefix, pyc)):
+                        diffs.append(f"{name}: {pyc} missing")
+        got = set(rows) - (got_pyc if compile else set())
+        for p in sorted(want - got):
+            diffs.append(f"{name}: RECORD lacks {p}")
+        for p in sorted(got - want):
+            diffs.append(f"{name}: RECORD has unexpected {p}")
+        for p, (h, size) in sorted(rows.items()):
+            if p == rec_rel:
+                if h or size:
+                    diffs.append(f"{name}: RECORD lists itself with hash {h!r} size {size!r}")
+                continue
+            full = os.path.join(prefix, p)
+            if not os.path.isfile(full):
+                if p in want or compile:
+                    diffs.append(f"{name}: RECORD row {p} names no file")
+                continue
+            with open(full, "rb") as fh:
+                data = fh.read()
+            if _is_pycache(p) and (h, size) == ("", ""):
+                continue  # pip lists bytecode without hash and size; either form is fine
+            if h != gen_wheels.record_hash(data):
+                diffs.append(f"{name}: RECORD hash of {p} is {h!r}, file has "
+                             f"{gen_wheels.record_hash(data)}")
+            if size != str(len(data)):
+                diffs.append(f"{name}: RECORD size of {p} is {size!r}, file has {len(data)}")
+    return diffs
+
+
+def installed_files(prefix, exclude_top=("conda-meta",), pycache=False):
+    """Regular files and symlinks under prefix, prefix-relative."""
+    return {rel for rel, st in walk(prefix, exclude_top).items()
+            if not stat.S_ISDIR(st.st_mode) and (pycache or not _is_pycache(rel))}
+
+
+class WheelTestCase(MaterializerTestCase):
+    """self.wfx (wheel fixtures) and assertions for installed wheel prefixes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = require_binary()
+        cls.wfx = wheel_fixtures()
+
+    def assertWheelPrefix(self, prefix, python_exe, mixed=False, compile=False,
+                          installer=b"materializer\n"):
+        exp = self.wfx.expected()
+        conda = self.wfx.manifest["conda"]["expected_paths"] if mixed else None
+        diffs = check_wheel_prefix(prefix, exp, python_exe, installer=installer,
+                                   conda_paths=conda, allow_pycache=True)
+        self.assertEqual(diffs, [], "prefix differs:\n  " + "\n  ".join(diffs))
+        diffs = check_wheel_records(prefix, exp, self.wfx.dists(), self.wfx.site,
+                                    compile=compile)
+        self.assertEqual(diffs, [], "RECORD differs:\n  " + "\n  ".join(diffs))
+        if not compile:
+            pyc = [p for p in installed_files(prefix, pycache=True) if _is_pycache(p)]
+            self.assertEqual(pyc, [], "bytecode written without --compile")
+
+    def assertImportsAndScripts(self, prefix, direct=True):
+        site = os.path.join(prefix, self.wfx.site)
+        best = self.wfx.manifest["choose"]["best"]
+        cp = run_python("import purepkg, platpkg, datafiles, datafiles_extra, nsroot.alpha, "
+                        "nsroot.beta, choose; print(choose.VARIANT, nsroot.alpha.WHO, "
+                        "nsroot.beta.WHO)", site, cwd=self.tmp)
+        self.assertEqual((cp.returncode, cp.stdout.strip()), (0, f"{best} alpha beta"),
+                         cp.stderr)
+        for script, (_, _, out) in self.wfx.manifest["entry_points"].items():
+            path = os.path.join(prefix, "bin", script)
+            runs = [[SYSTEM_PYTHON, path]] + ([[path]] if direct else [])
+            for argv in runs:
+                cp = run_python(argv, site, cwd=self.tmp)
+                self.assertEqual((cp.returncode, cp.stdout.strip()), (0, out),
+                                 f"{argv}: {cp.stderr}")
+        tool = os.path.join(prefix, "bin", "tool")
+        for argv in [[SYSTEM_PYTHON, tool]] + ([[tool]] if direct else []):
+            cp = run_python(argv, site, cwd=self.tmp)
+            self.assertEqual((cp.returncode, cp.stdout.strip()), (0, "tool from datafiles"),
+                             f"{argv}: {cp.stderr}")
+        cp = run_python([os.path.join(prefix, "bin", "plain.sh")], site, cwd=self.tmp)
+        self.assertEqual((cp.returncode, cp.stdout.strip()), (0, "plain"), cp.stderr)
+
+    def assertWheelCache(self, cache, file_names):
+        """CACHE/v1/archives/sha256-<hex>.whl and trees/sha256-<hex> for exactly these wheels."""
+        files = self.wfx.manifest["files"]
+        keys = {"sha256-" + files[f]["sha256"] for f in file_names}
+        archives = {a for a in cache_archives(cache) if a.endswith(".whl")}
+        self.assertEqual(archives, {k + ".whl" for k in keys})
+        trees = set(cache_trees(cache))
+        self.assertTrue(keys <= trees, f"trees lack {sorted(keys - trees)}")
+        self.assertEqual(cache_tmp(cache), [])
