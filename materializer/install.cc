@@ -356,6 +356,26 @@ std::string python_version_of(const LockFile& lock, const std::string& override_
   return "";
 }
 
+// --dry-run: what would be installed, from where, and whether the cache already has it.
+void print_plan(const std::vector<PackageRef>& plan, const std::string& cache_dir,
+                const pypi::TargetPython* target) {
+  auto store = cache::Store::open(cache_dir);
+  if (target) {
+    std::printf("target: %s %s (%s), %s\n", target->implementation.c_str(),
+                target->full_version.empty() ? target->version.c_str()
+                                             : target->full_version.c_str(),
+                target->abi.c_str(), target->platform.c_str());
+  }
+  for (const auto& r : plan) {
+    cache::Key key{r.sha256.empty() ? HashKind::kMd5 : HashKind::kSha256,
+                   r.sha256.empty() ? r.md5 : r.sha256};
+    bool cached = store.ok() && (*store)->find_tree(key).has_value();
+    std::printf("%-6s %-40s %s%s\n", r.kind == PackageKind::kPypi ? "pypi" : "conda",
+                label(r).c_str(), redact_url(r.url).c_str(), cached ? "  [cached]" : "");
+  }
+  std::printf("%zu packages\n", plan.size());
+}
+
 void print_failures(const std::vector<PkgState>& states, size_t total) {
   size_t failed = 0;
   for (const auto& s : states) failed += s.status.ok() ? 0 : 1;
@@ -470,6 +490,8 @@ int run_install(const InstallOptions& in) {
   po.python_version = opts.python_version;
   po.cli_index = opts.index;
   po.cli_extra_index_urls = opts.extra_index_urls;
+  po.extras = opts.extras;
+  po.groups = opts.groups;
   po.ca_bundle = opts.ca_bundle;
   po.offline = opts.offline;
   po.max_downloads = opts.max_downloads;
@@ -489,6 +511,10 @@ int run_install(const InstallOptions& in) {
   }
   const size_t n_conda = plan.size();
   for (auto& w : pyplan->wheels) plan.push_back(std::move(w));
+  if (opts.dry_run) {
+    print_plan(plan, opts.cache_dir, pyplan->target ? &*pyplan->target : nullptr);
+    return finish(opts, &*lock, no_states, 0, t0, 0, 0, 0, 0, "");
+  }
 
   int jobs = opts.jobs > 0 ? opts.jobs : static_cast<int>(std::thread::hardware_concurrency());
   jobs = std::max(1, jobs);

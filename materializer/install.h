@@ -28,8 +28,11 @@ struct InstallOptions {
   IndexSettings index;          // --index-url (index_urls[0]) / --find-links
   std::vector<std::string> extra_index_urls;  // --extra-index-url
   bool compile = false;         // --compile: .pyc for the installed wheels
+  std::vector<std::string> extras;  // --extra (pylock.toml)
+  std::vector<std::string> groups;  // --group (pylock.toml; default: its default-groups)
   LinkMode link_mode = LinkMode::kAuto;
   int verbosity = 1;            // 0 quiet, 1 normal, 2 verbose
+  bool dry_run = false;         // print the plan (after index resolution) and stop
   std::string command_line;     // for conda-meta/history and the report
 };
 

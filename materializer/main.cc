@@ -64,6 +64,12 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
   cmd->add_option("--extra-index-url", extra_index, "additional package index (repeatable)");
   cmd->add_option("--find-links,-f", o.index.find_links,
                   "HTML page or directory with wheels (repeatable)");
+  cmd->add_option("--extra", o.extras, "pylock.toml extra to select (repeatable)");
+  cmd->add_option("--group", o.groups,
+                  "pylock.toml dependency group to select (repeatable; default: the lock's "
+                  "default-groups)");
+  cmd->add_flag("--dry-run", o.dry_run,
+                "print what would be installed (wheels chosen, cache hits) and stop");
   cmd->add_flag("-q,--quiet", quiet, "no progress output");
   cmd->add_flag("-v,--verbose", verbose, "one line per package");
 }

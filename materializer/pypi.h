@@ -90,9 +90,10 @@ Result<bool> version_satisfies(std::string_view version, std::string_view specif
 // Version variables (python_version, python_full_version, implementation_version,
 // platform_release) compare as PEP 440 versions when both sides parse, else as text; other
 // variables compare as text. PEP 751's set variables work as "'x' in extras" (the given
-// extras) and "'g' in dependency_groups" (always empty here). An empty (all-blank) marker is
+// extras) and "'g' in dependency_groups" (the given groups). An empty (all-blank) marker is
 // true. A missing key in target.markers reads as "".
 Result<bool> evaluate_marker(std::string_view marker, const TargetPython& target,
-                             const std::vector<std::string>& extras = {});
+                             const std::vector<std::string>& extras = {},
+                             const std::vector<std::string>& groups = {});
 
 }  // namespace mat::pypi

@@ -215,6 +215,7 @@ struct Env {
   const TargetPython& target;
   const std::string& extra;                // this evaluation's `extra` ("" if none)
   const std::vector<std::string>& extras;  // normalised, for `'x' in extras`
+  const std::vector<std::string>& groups;  // normalised, for `'g' in dependency_groups`
 };
 
 std::string lookup(const Env& env, const std::string& var) {
@@ -242,10 +243,9 @@ Result<bool> eval_compare(const Node& n, const Env& env, std::string_view marker
     if (n.lhs.is_variable || (n.op != "in" && n.op != "not in")) {
       return ctx(InvalidInput("'" + var + "' is a set: use \"'name' in " + var + "\""));
     }
-    // dependency_groups: no groups are selected through this API.
     std::string want = normalize_name(n.lhs.text);
-    bool found = var == "extras" &&
-                 std::find(env.extras.begin(), env.extras.end(), want) != env.extras.end();
+    const std::vector<std::string>& set = var == "extras" ? env.extras : env.groups;
+    bool found = std::find(set.begin(), set.end(), want) != set.end();
     return n.op == "in" ? found : !found;
   }
   std::string l = n.lhs.is_variable ? lookup(env, n.lhs.text) : n.lhs.text;
@@ -282,21 +282,24 @@ Result<bool> eval(const Node& n, const Env& env, std::string_view marker) {
 }  // namespace
 
 Result<bool> evaluate_marker(std::string_view marker, const TargetPython& target,
-                             const std::vector<std::string>& extras) {
+                             const std::vector<std::string>& extras,
+                             const std::vector<std::string>& groups) {
   // PackageRef::marker uses "" for "always"; packaging would reject it, we accept it.
   if (marker.find_first_not_of(" \t") == std::string_view::npos) return true;
   MAT_ASSIGN_OR_RETURN(std::unique_ptr<Node> root, Parser(marker).parse());
   std::vector<std::string> normalized;
   for (const std::string& e : extras) normalized.push_back(normalize_name(e));
+  std::vector<std::string> norm_groups;
+  for (const std::string& g : groups) norm_groups.push_back(normalize_name(g));
   // pip evaluates a requirement's marker once per requested extra (and once with extra=""
   // when there is none); the marker holds if any evaluation does.
   if (normalized.empty()) {
     const std::string none;
-    return eval(*root, Env{target, none, normalized}, marker);
+    return eval(*root, Env{target, none, normalized, norm_groups}, marker);
   }
   bool any = false;
   for (const std::string& e : normalized) {
-    MAT_ASSIGN_OR_RETURN(bool v, eval(*root, Env{target, e, normalized}, marker));
+    MAT_ASSIGN_OR_RETURN(bool v, eval(*root, Env{target, e, normalized, norm_groups}, marker));
     any = any || v;
   }
   return any;

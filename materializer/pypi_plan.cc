@@ -92,10 +92,11 @@ Result<PypiPlan> plan_pypi(const LockFile& lock, const PypiPlanOptions& o) {
   std::vector<PackageRef> need_index;
   std::vector<size_t> need_index_pos;
   std::vector<std::pair<size_t, PackageRef>> ready;  // (position in pypi_refs, resolved ref)
+  const std::vector<std::string>& groups = o.groups.empty() ? lock.default_groups : o.groups;
   for (size_t pos = 0; pos < pypi_refs.size(); ++pos) {
     PackageRef r = *pypi_refs[pos];
     if (!r.marker.empty()) {
-      auto m = pypi::evaluate_marker(r.marker, target);
+      auto m = pypi::evaluate_marker(r.marker, target, o.extras, groups);
       if (!m.ok()) return m.status().with_context(lock.path + ": " + entry(r));
       if (!*m) {
         plan.notes.push_back(entry(r) + ": skipped, marker '" + r.marker + "' is false for " +

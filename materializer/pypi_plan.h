@@ -31,6 +31,9 @@ struct PypiPlanOptions {
   // --find-links the find-links. Default primary: PyPI.
   IndexSettings cli_index;
   std::vector<std::string> cli_extra_index_urls;
+  std::vector<std::string> extras;  // --extra: PEP 751 `extras` marker set
+  std::vector<std::string> groups;  // --group: `dependency_groups`; default: the lock's
+                                    // default-groups
   std::string ca_bundle;
   bool offline = false;
   int max_downloads = 50;

@@ -692,6 +692,16 @@ TEST(PypiMarker, TableMatchesPackaging) {
   }
 }
 
+TEST(PypiMarker, DependencyGroupsAreTheSelectedGroups) {
+  TargetPython t = Linux311();
+  const char* m = "\"default\" in dependency_groups and python_version < \"3.12\"";
+  EXPECT_FALSE(*evaluate_marker(m, t));
+  EXPECT_TRUE(*evaluate_marker(m, t, {}, {"default"}));
+  EXPECT_FALSE(*evaluate_marker(m, t, {}, {"dev"}));
+  EXPECT_TRUE(*evaluate_marker("'Dev_Tools' in dependency_groups", t, {}, {"dev-tools"}));
+  EXPECT_TRUE(*evaluate_marker("'dev' not in dependency_groups", t, {"dev"}, {}));
+}
+
 TEST(PypiMarker, OtherPlatforms) {
   Result<TargetPython> win = make_target("3.12", "3.12.1", "win-64", "C:/py/python.exe");
   Result<TargetPython> mac = make_target("3.8", "3.8.18", "osx-arm64", "/p", "13.0");
