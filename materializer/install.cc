@@ -28,6 +28,8 @@
 #include "materializer/base/url.h"
 #include "materializer/progress.h"
 #include "materializer/pypi_plan.h"
+#include "materializer/stamp.h"
+#include "materializer/trace.h"
 #include "materializer/wheel.h"
 
 namespace mat {
@@ -129,8 +131,13 @@ class TaskLatch {
 class Pipeline {
  public:
   Pipeline(const InstallOptions& opts, const std::vector<PackageRef>& plan, cache::Store& store,
-           Progress& progress, tbb::task_arena& arena)
-      : opts_(opts), plan_(plan), store_(store), progress_(progress), arena_(arena) {}
+           Progress& progress, tbb::task_arena& arena, Trace& trace)
+      : opts_(opts),
+        plan_(plan),
+        store_(store),
+        progress_(progress),
+        arena_(arena),
+        trace_(trace) {}
 
   std::vector<PkgState>& states() { return states_; }
   double download_wall = 0, fetch_extract_wall = 0;
@@ -265,6 +272,10 @@ class Pipeline {
   void on_fetched(fetch::FetchResult&& r, TaskLatch& latch) {
     size_t i = static_cast<size_t>(r.id);
     PkgState& s = states_[i];
+    auto done_at = Clock::now();
+    trace_.add_download(s.ref->name, done_at - std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(r.seconds)),
+                        done_at);
     s.download_s = r.seconds;
     s.attempts = r.attempts;
     s.http_version = r.http_version;
@@ -286,8 +297,10 @@ class Pipeline {
                      r.http_version + ")");
     arena_.enqueue([this, i, &latch] {
       PkgState& ps = states_[i];
+      auto t_pub = Clock::now();
       auto published = ps.pending->publish();
       ps.pending.reset();
+      trace_.add(ps.ref->name, "publish", t_pub, Clock::now(), Trace::worker_lane());
       if (!published.ok()) {
         ps.status = published.status();
         ps.lock.release();
@@ -321,6 +334,7 @@ class Pipeline {
       if (!st.ok()) tree = st;
     }
     s.extract_s = seconds_since(t0);
+    trace_.add(s.ref->name, "extract", t0, Clock::now(), Trace::worker_lane());
     if (!tree.ok()) {
       s.status = tree.status();
       // A verified archive that will not extract is unsafe or damaged: drop the whole entry
@@ -340,6 +354,7 @@ class Pipeline {
   cache::Store& store_;
   Progress& progress_;
   tbb::task_arena& arena_;
+  Trace& trace_;
   std::vector<PkgState> states_;
 };
 
@@ -400,6 +415,7 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
   j["ok"] = exit_code == 0;
   j["exit_code"] = exit_code;
   j["wall_seconds"] = wall;
+  j["noop"] = link_mode == "noop";
   j["prefix"] = opts.prefix;
   j["cache_dir"] = opts.cache_dir;
   j["lock"] = {{"path", opts.lock_path},
@@ -474,9 +490,35 @@ int run_install(const InstallOptions& in) {
   if (!opts.prefix.empty()) opts.prefix = absolute_path(opts.prefix);
   const bool installing = !opts.prefix.empty();
   std::vector<PkgState> no_states;
+  Trace trace(!opts.trace_path.empty());
+  // Written however the run ends, so a failed run can be looked at too.
+  struct TraceWriter {
+    const Trace& trace;
+    const std::string& path;
+    ~TraceWriter() {
+      if (!trace.enabled()) return;
+      Status st = trace.write(path);
+      if (!st.ok()) std::fprintf(stderr, "warning: trace: %s\n", st.to_string().c_str());
+    }
+  } trace_writer{trace, opts.trace_path};
 
-  // Stage 0: the lock.
-  auto lock = load_lock(opts.lock_path, opts.selection);
+  // Stage 0: the lock, and the no-op fast path: a prefix already materialized from the same
+  // input is left alone after a few stats (no parsing, no cache, no per-file work).
+  auto lock_bytes = read_file(opts.lock_path);
+  if (!lock_bytes.ok()) {
+    std::fprintf(stderr, "error: cannot read lock file: %s\n",
+                 lock_bytes.status().message().c_str());
+    return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+  const std::string input_hash = install_input_hash(*lock_bytes, opts);
+  if (installing && !opts.force && !opts.dry_run && stamp_matches(opts.prefix, input_hash)) {
+    if (opts.verbosity > 0) {
+      std::fprintf(stderr, "%s is already materialized from this lock: nothing to do (%.3f s; "
+                   "--force reinstalls)\n", opts.prefix.c_str(), seconds_since(t0));
+    }
+    return finish(opts, nullptr, no_states, 0, t0, 0, 0, 0, 0, "noop");
+  }
+  auto lock = parse_lock(*lock_bytes, opts.lock_path, opts.selection);
   if (!lock.ok()) {
     std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
@@ -536,8 +578,10 @@ int run_install(const InstallOptions& in) {
 
   Progress progress(opts.verbosity, ::isatty(STDERR_FILENO) != 0);
   progress.start();
-  Pipeline pipe(opts, plan, **store, progress, arena);
+  Pipeline pipe(opts, plan, **store, progress, arena, trace);
+  auto t_fx = Clock::now();
   Status st = pipe.fetch_and_extract();
+  trace.add("fetch + verify + extract", "stage", t_fx, Clock::now(), Trace::kMainLane);
   auto& states = pipe.states();
   if (!st.ok()) {
     progress.stop();
@@ -594,9 +638,24 @@ int run_install(const InstallOptions& in) {
   };
   progress.start();
   auto t_link = Clock::now();
+  // From here on the prefix changes: it must not look complete (or like a no-op) until the end.
+  Status pre = make_dirs(path_join(opts.prefix, "conda-meta"));
+  if (pre.ok()) pre = remove_stamp(opts.prefix);
+  if (pre.ok()) {
+    pre = write_file_atomic(path_join(opts.prefix, kIncompleteMarkerPath),
+                            "materializer is installing into this prefix\n");
+  }
+  if (!pre.ok()) {
+    progress.stop();
+    std::fprintf(stderr, "error: preparing %s: %s\n", opts.prefix.c_str(),
+                 pre.to_string().c_str());
+    return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
+                  pipe.downloaded_bytes, "");
+  }
   Result<LinkSummary> summary = Status(Code::kInternal, "link did not run");
   if (n_conda > 0) {
     arena.execute([&] { summary = link_packages(inputs, lo); });
+    trace.add("link conda packages", "stage", t_link, Clock::now(), Trace::kMainLane);
   } else {
     LinkSummary empty;
     empty.complete = true;
@@ -617,7 +676,9 @@ int run_install(const InstallOptions& in) {
     wo.target = *pyplan->target;
     wo.compile = opts.compile;
     wo.jobs = jobs;
+    auto t_wheels = Clock::now();
     arena.execute([&] { wsummary = install_wheels(winputs, wo); });
+    trace.add("install wheels", "stage", t_wheels, Clock::now(), Trace::kMainLane);
     if (wsummary.ok() && wsummary->complete) {
       std::string marker = path_join(opts.prefix, kIncompleteMarkerPath);
       if (::unlink(marker.c_str()) != 0 && errno != ENOENT) {
@@ -670,6 +731,13 @@ int run_install(const InstallOptions& in) {
                  opts.prefix.c_str());
     exit_code = 1;
   } else {
+    std::vector<std::string> recorded;
+    for (size_t i = 0; i < n_conda; ++i) {
+      const PackageRef& r = *states[i].ref;
+      recorded.push_back("conda-meta/" + r.name + "-" + r.version + "-" + r.build + ".json");
+    }
+    Status stamped = write_stamp(opts.prefix, input_hash, recorded);
+    if (!stamped.ok()) progress.line("warning: no-op stamp not written: " + stamped.to_string());
     progress.line("linked " + std::to_string(files) + " files (" + mode + ") in " +
                   std::to_string(link_wall).substr(0, 5) + " s");
     progress.line("environment ready: " + opts.prefix + " (" +

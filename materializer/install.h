@@ -22,6 +22,8 @@ struct InstallOptions {
   int max_downloads = 50;
   bool offline = false;
   std::string report_path;
+  std::string trace_path;       // --trace: Chrome trace-event JSON
+  bool force = false;           // --force: ignore the no-op stamp
   std::string ca_bundle;
   std::string python_version;   // overrides the lock's python X.Y
   std::string python_path;      // --python: interpreter for wheels (X.Y, tags, shebang)

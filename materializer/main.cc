@@ -50,6 +50,8 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--offline", o.offline, "never touch the network: only the cache and file:// URLs");
   cmd->add_option("--report", o.report_path, "write a JSON report of the run to this file");
+  cmd->add_option("--trace", o.trace_path,
+                  "write a Chrome trace-event timeline (Perfetto, chrome://tracing) to this file");
   cmd->add_option("--ca-bundle", o.ca_bundle, "CA certificates (PEM) for TLS; else $SSL_CERT_FILE");
   cmd->add_option("--python", o.python_path,
                   "interpreter the wheels are for (X.Y, tags, shebang); default: the conda "
@@ -96,6 +98,8 @@ int main(int argc, char** argv) {
     CLI::App* install = app.add_subcommand("install", "materialize a lock file into a prefix");
     add_fetch_options(install, opts, quiet, verbose, extra_index);
     install->add_option("--prefix,-p", opts.prefix, "target environment directory")->required();
+    install->add_flag("--force", opts.force,
+                      "reinstall even if the prefix is already materialized from this lock");
     install->add_flag("--compile", opts.compile,
                       "write .pyc files for the installed wheels (parallel compileall)");
     install->add_option("--link-mode", link_mode, "auto, hardlink, reflink or copy")

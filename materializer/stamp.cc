@@ -1,0 +1,64 @@
+#include "materializer/stamp.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <nlohmann/json.hpp>
+
+#include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
+#include "materializer/link.h"
+
+namespace mat {
+
+std::string install_input_hash(const std::string& lock_bytes, const InstallOptions& o) {
+  Hasher h(HashKind::kSha256);
+  auto field = [&](const std::string& s) {
+    h.update(s);
+    h.update("\0", 1);
+  };
+  field("materializer-stamp-v1");
+  field(lock_bytes);
+  field(o.selection.platform);
+  field(o.selection.environment);
+  field(o.python_version);
+  field(o.python_path);
+  for (const auto& v : {o.index.index_urls, o.index.find_links, o.extra_index_urls, o.extras,
+                        o.groups}) {
+    field(std::to_string(v.size()));
+    for (const auto& s : v) field(s);
+  }
+  field(link_mode_name(o.link_mode));
+  field(o.compile ? "compile" : "no-compile");
+  return h.hex();
+}
+
+bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
+  if (path_exists(path_join(prefix, kIncompleteMarkerPath))) return false;
+  auto text = read_file(path_join(prefix, kStampPath));
+  if (!text.ok()) return false;
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || j.value("input_hash", "") != input_hash) return false;
+  const auto& paths = j["paths"];
+  if (!paths.is_array()) return false;
+  for (const auto& p : paths) {
+    if (!p.is_string() || ::access(path_join(prefix, p.get<std::string>()).c_str(), F_OK) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status write_stamp(const std::string& prefix, const std::string& input_hash,
+                   const std::vector<std::string>& paths) {
+  nlohmann::json j = {{"version", 1}, {"input_hash", input_hash}, {"paths", paths}};
+  return write_file_atomic(path_join(prefix, kStampPath), j.dump(1) + "\n");
+}
+
+Status remove_stamp(const std::string& prefix) {
+  std::string p = path_join(prefix, kStampPath);
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(p + ": remove", errno);
+  return Status::Ok();
+}
+
+}  // namespace mat

@@ -1,0 +1,33 @@
+// stamp: the no-op fast path. A prefix materialized completely from a lock carries
+// conda-meta/.materializer-stamp with the hash of everything that decided its content (the
+// lock's bytes and the selection/interpreter/index/link options). A later install of the same
+// input finds the stamp, checks the prefix cheaply (no incomplete marker, every recorded
+// conda-meta file present) and stops: no lock parsing, no cache, no per-file work.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "materializer/base/status.h"
+#include "materializer/install.h"
+
+namespace mat {
+
+// No ".json" ending: conda and micromamba read conda-meta/*.json as package records.
+inline constexpr const char* kStampPath = "conda-meta/.materializer-stamp";
+
+// sha256 over the lock's bytes and every option that changes what gets installed.
+std::string install_input_hash(const std::string& lock_bytes, const InstallOptions& opts);
+
+// True if `prefix` was completely materialized from the same input (cheap: a few stats).
+bool stamp_matches(const std::string& prefix, const std::string& input_hash);
+
+// Written last, after every package is linked and recorded. `records` are conda-meta file names
+// ("zlib-1.3.1-h4ab18f5_1.json") and prefix-relative dist-info dirs to check on the next run.
+Status write_stamp(const std::string& prefix, const std::string& input_hash,
+                   const std::vector<std::string>& paths);
+
+// Removed before a prefix is modified, so an interrupted run never looks like a no-op.
+Status remove_stamp(const std::string& prefix);
+
+}  // namespace mat

@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""The no-op fast path (a prefix already materialized from the same lock is left alone, and
+anything that changes the input or damages the record of completion makes it reinstall), and the
+--trace timeline (Chrome trace-event JSON with download, extract and stage spans)."""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import harness  # noqa: E402
+
+
+class NoopAndTraceTest(harness.MaterializerTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.srv = harness.HttpServer(self.fx.root).start()
+        self.lock = self.fx.render_lock("conda-lock.yml", self.srv.url + "/channel", self.tmp)
+        self.prefix, self.cache = self.path("env"), self.path("cache")
+
+    def tearDown(self):
+        self.srv.stop()
+        super().tearDown()
+
+    def install(self, *extra):
+        report = self.path("r.json")
+        cp = super().install(self.lock, self.prefix, self.cache, "--report", report, *extra)
+        self.assertExit(cp, 0)
+        return cp, harness.read_json(report)
+
+    def test_second_install_is_a_noop_until_the_input_or_prefix_changes(self):
+        _, rep = self.install()
+        self.assertFalse(rep["noop"])
+        self.srv.reset_counts()
+        cp, rep = self.install()
+        self.assertTrue(rep["noop"], cp.stderr)
+        self.assertIn("nothing to do", cp.stderr)
+        self.assertEqual(self.srv.count(), 0)
+        self.assertPrefixMatches(self.prefix, "conda-lock.yml")
+
+        # --force reinstalls (from the cache: still no network).
+        _, rep = self.install("--force")
+        self.assertFalse(rep["noop"])
+        self.assertEqual(self.srv.count(), 0)
+
+        # A missing conda-meta record means the prefix is not what the stamp says.
+        meta = os.path.join(self.prefix, "conda-meta")
+        victim = sorted(f for f in os.listdir(meta) if f.endswith(".json"))[0]
+        os.unlink(os.path.join(meta, victim))
+        _, rep = self.install()
+        self.assertFalse(rep["noop"])
+        self.assertTrue(os.path.exists(os.path.join(meta, victim)))
+
+        # An interrupted run leaves the incomplete marker: never a no-op.
+        with open(os.path.join(meta, ".materializer-incomplete"), "w") as fh:
+            fh.write("interrupted\n")
+        _, rep = self.install()
+        self.assertFalse(rep["noop"])
+        self.assertFalse(os.path.exists(os.path.join(meta, ".materializer-incomplete")))
+
+        # Another lock (even one byte) or other options: reinstall.
+        with open(self.lock, "a") as fh:
+            fh.write("# edited\n")
+        _, rep = self.install()
+        self.assertFalse(rep["noop"])
+        _, rep = self.install("--link-mode", "copy")
+        self.assertFalse(rep["noop"])
+        _, rep = self.install("--link-mode", "copy")
+        self.assertTrue(rep["noop"])
+
+    def test_trace_is_chrome_trace_json_with_a_lane_per_worker(self):
+        trace = self.path("trace.json")
+        self.install("--trace", trace, "--jobs", "2")
+        with open(trace) as fh:
+            doc = json.load(fh)
+        events = doc["traceEvents"]
+        spans = [e for e in events if e["ph"] == "X"]
+        names = {e["name"] for e in events if e["ph"] == "M"}
+        self.assertIn("thread_name", names)
+        cats = {e["cat"] for e in spans}
+        self.assertTrue({"download", "extract", "stage"} <= cats, cats)
+        n = len(self.fx.manifest["packages"])
+        self.assertEqual(len([e for e in spans if e["cat"] == "download"]), n)
+        self.assertEqual(len([e for e in spans if e["cat"] == "extract"]), n)
+        for e in spans:
+            self.assertGreaterEqual(e["ts"], 0)
+            self.assertGreater(e["dur"], 0)
+        # Download lanes never overlap.
+        lanes = {}
+        for e in sorted((e for e in spans if e["cat"] == "download"), key=lambda e: e["ts"]):
+            self.assertLessEqual(lanes.get(e["tid"], 0), e["ts"])
+            lanes[e["tid"]] = e["ts"] + e["dur"]
+
+
+if __name__ == "__main__":
+    harness.main()
