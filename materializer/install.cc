@@ -679,11 +679,12 @@ int run_install(const InstallOptions& in) {
     auto t_wheels = Clock::now();
     arena.execute([&] { wsummary = install_wheels(winputs, wo); });
     trace.add("install wheels", "stage", t_wheels, Clock::now(), Trace::kMainLane);
-    if (wsummary.ok() && wsummary->complete) {
-      std::string marker = path_join(opts.prefix, kIncompleteMarkerPath);
-      if (::unlink(marker.c_str()) != 0 && errno != ENOENT) {
-        wsummary = ErrnoStatus(marker + ": remove", errno);
-      }
+  }
+  if (summary.ok() && summary->complete && wsummary.ok() && wsummary->complete) {
+    // Everything is linked and recorded: only now may the prefix look complete.
+    std::string marker = path_join(opts.prefix, kIncompleteMarkerPath);
+    if (::unlink(marker.c_str()) != 0 && errno != ENOENT) {
+      wsummary = ErrnoStatus(marker + ": remove", errno);
     }
   }
   double link_wall = seconds_since(t_link);

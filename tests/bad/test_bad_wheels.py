@@ -157,6 +157,9 @@ class BadWheelsTest(harness.WheelTestCase):
         if os.path.isdir(prefix):
             files = harness.installed_files(prefix, pycache=True)
             self.assertEqual(sorted(files), [], "something was installed")
+            self.assertFalse(os.path.exists(os.path.join(prefix, "conda-meta",
+                                                         ".materializer-incomplete")),
+                             "a successful run left the prefix marked incomplete")
         self.assertRegex((cp.stdout + cp.stderr).lower(), r"winonly|nothing")
 
     def test_no_target_interpreter(self):
