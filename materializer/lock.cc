@@ -378,11 +378,11 @@ Result<LockFile> parse_lock(const std::string& content, const std::string& path,
         return parse_conda_lock(doc.yaml, path, sel);
       case LockFormat::kPixi:
         return parse_pixi(doc.yaml, path, lock_dir, sel);
-      // PyPI formats have no conda platform: `sel` does not apply.
+      // PyPI formats have no conda platform; only uv.lock reads `sel` (extras and groups).
       case LockFormat::kPylock:
         return parse_pylock(doc.toml, path, lock_dir);
       case LockFormat::kUvLock:
-        return parse_uv_lock(doc.toml, path, lock_dir);
+        return parse_uv_lock(doc.toml, path, lock_dir, sel);
       case LockFormat::kPoetry:
         return parse_poetry_lock(doc.toml, path, lock_dir);
       case LockFormat::kRequirements:

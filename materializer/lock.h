@@ -13,8 +13,9 @@
 //   requirements.txt       (pip's line format, pinned `name==version` with `--hash=sha256:`,
 //                           as pip-compile --generate-hashes / pdm / poetry export write it)
 // Conda entries are filtered by LockSelection::platform; PyPI-only formats (pylock, uv,
-// poetry, requirements) have no conda platform: every entry is returned, `platforms` stays
-// empty, and the driver picks wheels by the target interpreter's tags and markers.
+// poetry, requirements) have no conda platform: every entry is returned (uv.lock: every entry
+// the selected extras and groups reach), `platforms` stays empty, and the driver picks wheels
+// by the target interpreter's tags and markers.
 // Pip/PyPI entries are returned with kind == kPypi; a single-file entry's url is kept as
 // written (a git URL's fragment is its commit), relative paths resolved.
 // Source packages (pixi `conda_source:`, or a `conda:` location that is not a .conda/.tar.bz2
@@ -108,6 +109,13 @@ struct IndexSettings {
 struct LockSelection {
   std::string platform = "linux-64";
   std::string environment = "default";  // pixi only
+  // uv.lock only (as `uv sync --extra/--group`): optional extras of the root projects and
+  // dependency groups to install. Empty = uv's defaults: no extras; groups {"dev"} (uv's
+  // default-groups, unless pyproject's [tool.uv] changes it, which the lock does not record).
+  // A non-empty `groups` replaces the default, as --group does for pylock.toml. Packages only
+  // reachable through unselected extras or groups are left out of LockFile::packages.
+  std::vector<std::string> extras;
+  std::vector<std::string> groups;
 };
 
 struct LockFile {

@@ -66,7 +66,7 @@ std::string poetry_to_pep440(std::string_view constraint);
 Result<LockFile> parse_pylock(const toml::table& root, const std::string& path,
                               const std::string& lock_dir);
 Result<LockFile> parse_uv_lock(const toml::table& root, const std::string& path,
-                               const std::string& lock_dir);
+                               const std::string& lock_dir, const LockSelection& sel);
 Result<LockFile> parse_poetry_lock(const toml::table& root, const std::string& path,
                                    const std::string& lock_dir);
 

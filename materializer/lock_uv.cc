@@ -21,10 +21,13 @@
 #include <cctype>
 #include <deque>
 #include <map>
+#include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "materializer/base/url.h"
 #include "materializer/lock_toml_internal.h"
+#include "materializer/pypi.h"
 
 namespace mat::lock_internal {
 namespace {
@@ -63,6 +66,9 @@ struct Dep {
   std::string version;  // "" = any
   std::string source;   // "kind=value" or ""
   std::string marker;
+  std::vector<std::string> extras;  // `extra = [...]`: the target's extras it activates
+                                    // (normalised)
+  int line = 0;                     // the owning package's line, for messages
 };
 
 Status read_dep(const toml::node& n, const TomlField& f, int line, Dep& d) {
@@ -73,6 +79,9 @@ Status read_dep(const toml::node& n, const TomlField& f, int line, Dep& d) {
   d.name = normalize(name);
   MAT_RETURN_IF_ERROR(toml_string(*t, "version", f, line, d.version));
   MAT_RETURN_IF_ERROR(toml_string(*t, "marker", f, line, d.marker));
+  MAT_RETURN_IF_ERROR(toml_strings(*t, "extra", f, line, d.extras));
+  for (std::string& e : d.extras) e = normalize(e);
+  d.line = line;
   std::string kind, value;
   MAT_RETURN_IF_ERROR(read_source(*t, f, line, kind, value));
   if (!kind.empty()) d.source = kind + "=" + value;
@@ -89,30 +98,40 @@ Status read_dep_list(const toml::array& a, const TomlField& f, int line, std::st
   return Status::Ok();
 }
 
-// dependencies = [...] plus every list of a `<key>.<group> = [...]` table.
-Status read_all_deps(const toml::table& t, const TomlField& f, int line, std::vector<Dep>& out) {
-  const toml::array* plain = nullptr;
-  MAT_RETURN_IF_ERROR(toml_array(t, "dependencies", f, line, plain));
-  if (plain) MAT_RETURN_IF_ERROR(read_dep_list(*plain, f, line, "dependencies", out));
-  for (const char* key : {"optional-dependencies", "dev-dependencies", "dependency-groups"}) {
-    const toml::table* groups = nullptr;
-    MAT_RETURN_IF_ERROR(toml_table(t, key, f, line, groups));
-    if (!groups) continue;
-    for (const auto& [group, node] : *groups) {
-      std::string gkey = std::string(key) + "." + std::string(group.str());
-      const toml::array* a = node.as_array();
-      if (!a) return f.error(&node, line, gkey, "must be a list");
-      MAT_RETURN_IF_ERROR(read_dep_list(*a, f, line, gkey, out));
-    }
+// Named dependency lists (extras, groups): (normalised name, its list), in lock order.
+using NamedDeps = std::vector<std::pair<std::string, std::vector<Dep>>>;
+
+// Every list of a `<key>.<name> = [...]` table (optional-dependencies, dev-dependencies).
+Status read_named_deps(const toml::table& t, const char* key, const TomlField& f, int line,
+                       NamedDeps& out) {
+  const toml::table* lists = nullptr;
+  MAT_RETURN_IF_ERROR(toml_table(t, key, f, line, lists));
+  if (!lists) return Status::Ok();
+  for (const auto& [name, node] : *lists) {
+    std::string nkey = std::string(key) + "." + std::string(name.str());
+    const toml::array* a = node.as_array();
+    if (!a) return f.error(&node, line, nkey, "must be a list");
+    std::vector<Dep> deps;
+    MAT_RETURN_IF_ERROR(read_dep_list(*a, f, line, nkey, deps));
+    out.emplace_back(normalize(name.str()), std::move(deps));
   }
   return Status::Ok();
 }
 
+const std::vector<Dep>* find_named(const NamedDeps& lists, const std::string& name) {
+  for (const auto& [n, deps] : lists) {
+    if (n == name) return &deps;
+  }
+  return nullptr;
+}
+
 struct UvPackage {
   PackageRef ref;
-  std::string key;     // normalised name
-  std::string source;  // "kind=value"
-  std::vector<Dep> deps;
+  std::string key;        // normalised name
+  std::string source;     // "kind=value"
+  std::vector<Dep> deps;  // dependencies = [...]
+  NamedDeps extras;       // [package.optional-dependencies]
+  NamedDeps groups;       // [package.dev-dependencies] (uv's name for dependency groups)
   std::vector<std::string> resolution_markers;
   bool project = false;  // editable / virtual: the project or a workspace member
 };
@@ -150,7 +169,12 @@ Status read_package(const toml::table& t, size_t index, const std::string& path,
   MAT_RETURN_IF_ERROR(read_source(t, f, ref.line, kind, value));
   if (!kind.empty()) p.source = kind + "=" + value;
   MAT_RETURN_IF_ERROR(toml_strings(t, "resolution-markers", f, ref.line, p.resolution_markers));
-  MAT_RETURN_IF_ERROR(read_all_deps(t, f, ref.line, p.deps));
+  const toml::array* deps = nullptr;
+  MAT_RETURN_IF_ERROR(toml_array(t, "dependencies", f, ref.line, deps));
+  if (deps) MAT_RETURN_IF_ERROR(read_dep_list(*deps, f, ref.line, "dependencies", p.deps));
+  MAT_RETURN_IF_ERROR(read_named_deps(t, "optional-dependencies", f, ref.line, p.extras));
+  MAT_RETURN_IF_ERROR(read_named_deps(t, "dev-dependencies", f, ref.line, p.groups));
+  MAT_RETURN_IF_ERROR(read_named_deps(t, "dependency-groups", f, ref.line, p.groups));
 
   std::string base = lock_dir;  // where relative dist paths point
   std::string source_url;       // stands in for dists that name only a file
@@ -203,20 +227,44 @@ Status read_package(const toml::table& t, size_t index, const std::string& path,
 // ---------------------------------------------------------------------------------------------
 // Package markers.
 //
-// A package is installed when some path of dependency edges from a root reaches it with every
-// edge marker true, so its marker is OR over incoming edges of (edge marker AND parent's
-// marker), a fixed point over the (possibly cyclic) graph. We keep each marker as an OR of
-// conjunctions of whole edge markers ("clauses", interned), with only two simplifications:
-// a conjunction is a set (so cycles add nothing and the fixed point is reached), and a
-// conjunction absorbs its supersets (A or (A and B) = A; the empty conjunction, "always",
-// absorbs everything). Every step can only widen, which keeps the result sound: a package may
-// be kept where uv would not install it, never dropped where uv would.
-//   - Edge markers that mention `extra` (uv's extras and dependency-group conflict markers)
-//     count as always true: we install every extra and group.
+// What `uv sync` installs by default: the root projects (editable/virtual packages, [manifest]
+// members, a script lock's [manifest] requirements), their dependencies, the default dependency
+// groups of the root projects, and no optional extras. uv's default groups are ["dev"] unless
+// pyproject's [tool.uv] default-groups says otherwise; the lock does not record that setting,
+// so "dev" it is. LockSelection::extras / groups replace these defaults (extras apply to every
+// root project that declares them, groups to every root project and the manifest's own groups).
+// Every workspace member is a root project, as `uv sync --all-packages` has it; plain `uv sync`
+// at a workspace root installs only the root project and what it reaches (a subset of ours).
+//
+// The graph has a node per package and a node per (package, extra) some edge or the selection
+// names: `{ name = "requests", extra = ["socks"] }` leads to requests and to requests[socks],
+// whose edges are requests' `optional-dependencies.socks` list (and one to requests itself).
+//
+// A package is installed when some path of edges from a root reaches it with every edge marker
+// true, so its marker is OR over incoming edges of (edge marker AND parent's marker), a fixed
+// point over the (possibly cyclic) graph. We keep each marker as an OR of conjunctions of whole
+// edge markers ("clauses", interned), with only two simplifications: a conjunction is a set (so
+// cycles add nothing and the fixed point is reached), and a conjunction absorbs its supersets
+// (A or (A and B) = A; the empty conjunction, "always", absorbs everything). Every step can only
+// widen, which keeps the result sound: a package may be kept where uv would not install it,
+// never dropped where uv would.
+//   - Edge markers that use `extra` are decided from the selection before they become clauses:
+//     uv's conflict markers `extra == 'extra-<N>-<pkg>-<x>'` / `'group-<N>-<pkg>-<g>'` (N the
+//     length of pkg) are true when pkg's extra x / group g is active, and a plain
+//     `extra == 'x'` on an edge of package P when P[x] is active. As uv does (installable.rs),
+//     the active extras are the selected ones plus every extra some followed edge asks for, an
+//     edge's own extras counting while its marker is decided; the environment is unknown here,
+//     so environment comparisons never stop this propagation (hence the one way this can err
+//     narrow: `extra != '<conflict item>'` where only another environment activates the item).
+//     An edge decided false is dropped; what is left mentions environment variables only
+//     (anything still naming `extra` widens to "always"), and the driver evaluates it.
 //   - A package's own resolution-markers (the forks that chose this version) are ANDed in,
-//     unless they are all the file's forks (then they say nothing).
-//   - Roots (marker ""): editable/virtual packages, [manifest] members, the script lock's
-//     [manifest] requirements, and any package nothing depends on.
+//     with conflict variables decided the same way, unless they are all the file's forks (then
+//     they say nothing).
+//   - Roots (marker ""): the root projects above, the script lock's requirements, the
+//     selected groups of [manifest] dependency-groups, and any package nothing depends on.
+//   - Packages no active edge reaches (only through an unselected extra or group) are left out
+//     of the lock's list, as conda formats leave out other platforms.
 //   - Past kMaxTerms conjunctions a marker gives up to "" (always): long ORs help no one.
 
 constexpr size_t kMaxTerms = 16;
@@ -289,12 +337,11 @@ class PackageMarkers {
     }
   }
 
-  // PEP 508 text of a node's marker; "" for always (or never reached: unknown, so kept).
-  std::string render(size_t node) const {
+  // PEP 508 text of a node's marker; "" for always; nullopt if no path reaches the node.
+  std::optional<std::string> render(size_t node) const {
     std::vector<Term> terms = effective(node);
-    if (terms.empty() || (terms.size() == 1 && terms[0].empty())) {
-      return terms.empty() && gate_[node] >= 0 ? clauses_[gate_[node]] : "";
-    }
+    if (terms.empty()) return std::nullopt;
+    if (terms.size() == 1 && terms[0].empty()) return std::string();
     std::string out;
     for (const Term& t : terms) {
       std::string conj;
@@ -358,10 +405,15 @@ std::vector<size_t> targets(const Dep& d, const std::vector<UvPackage>& pkgs,
   return out;
 }
 
+struct Manifest {
+  std::vector<std::string> members;  // normalised
+  std::vector<Dep> requirements;     // a script lock's requirements
+  NamedDeps groups;                  // a project-less lock's dependency groups
+};
+
 // `[manifest]`: workspace members are roots; a script lock's requirements (and a project-less
 // lock's dependency groups) are the root edges.
-Status read_manifest(const toml::table& root, const std::string& path,
-                     std::vector<std::string>& members, std::vector<Dep>& requirements) {
+Status read_manifest(const toml::table& root, const std::string& path, Manifest& out) {
   TomlField f{path, "", "manifest."};
   const toml::table* m = nullptr;
   MAT_RETURN_IF_ERROR(toml_table(root, "manifest", TomlField{path, "", ""}, 0, m));
@@ -369,84 +421,311 @@ Status read_manifest(const toml::table& root, const std::string& path,
   int line = toml_line(*m);
   std::vector<std::string> names;
   MAT_RETURN_IF_ERROR(toml_strings(*m, "members", f, line, names));
-  for (const std::string& n : names) members.push_back(normalize(n));
+  for (const std::string& n : names) out.members.push_back(normalize(n));
   const toml::array* reqs = nullptr;
   MAT_RETURN_IF_ERROR(toml_array(*m, "requirements", f, line, reqs));
-  if (reqs) MAT_RETURN_IF_ERROR(read_dep_list(*reqs, f, line, "requirements", requirements));
-  const toml::table* groups = nullptr;
-  MAT_RETURN_IF_ERROR(toml_table(*m, "dependency-groups", f, line, groups));
-  if (groups) {
-    for (const auto& [group, node] : *groups) {
-      const toml::array* a = node.as_array();
-      std::string key = "dependency-groups." + std::string(group.str());
-      if (!a) return f.error(&node, line, key, "must be a list");
-      MAT_RETURN_IF_ERROR(read_dep_list(*a, f, line, key, requirements));
-    }
-  }
+  if (reqs) MAT_RETURN_IF_ERROR(read_dep_list(*reqs, f, line, "requirements", out.requirements));
+  MAT_RETURN_IF_ERROR(read_named_deps(*m, "dependency-groups", f, line, out.groups));
   // Manifest entries name requirements, not locked versions: match by name only.
-  for (Dep& d : requirements) {
-    d.version.clear();
-    d.source.clear();
-  }
+  auto by_name_only = [](std::vector<Dep>& deps) {
+    for (Dep& d : deps) {
+      d.version.clear();
+      d.source.clear();
+    }
+  };
+  by_name_only(out.requirements);
+  for (auto& [group, deps] : out.groups) by_name_only(deps);
   return Status::Ok();
 }
 
-// Fills ref.marker and ref.requested of every package from the dependency graph.
-void derive_markers(std::vector<UvPackage>& pkgs, const std::vector<std::string>& members,
-                    const std::vector<Dep>& requirements,
-                    const std::vector<std::string>& all_forks) {
+// uv's conflict variable: `extra-<N>-<package>-<extra>` / `group-<N>-<package>-<group>`, N the
+// length of the (normalised) package name.
+struct ConflictItem {
+  bool group = false;
+  std::string package, name;
+};
+
+std::optional<ConflictItem> parse_conflict_item(std::string_view v) {
+  ConflictItem item;
+  if (v.starts_with("extra-")) {
+    item.group = false;
+  } else if (v.starts_with("group-")) {
+    item.group = true;
+  } else {
+    return std::nullopt;
+  }
+  v.remove_prefix(6);
+  size_t digits = 0;
+  while (digits < v.size() && std::isdigit(static_cast<unsigned char>(v[digits]))) ++digits;
+  if (digits == 0 || digits > 4) return std::nullopt;
+  size_t n = std::stoul(std::string(v.substr(0, digits)));
+  v.remove_prefix(digits);
+  if (v.size() < n + 3 || v[0] != '-' || v[n + 1] != '-') return std::nullopt;
+  item.package = std::string(v.substr(1, n));
+  item.name = std::string(v.substr(n + 2));
+  return item;
+}
+
+using NamePair = std::pair<std::string, std::string>;  // (package key, extra or group)
+
+// The extras and groups in force, as conflict markers and `extra ==` comparisons ask.
+struct Activation {
+  std::set<NamePair> extras;
+  std::set<NamePair> groups;
+};
+
+// One list of edges leaving a node: whose they are and, for an optional-dependencies list,
+// which extra.
+struct EdgeList {
+  const std::vector<Dep>* deps;
+  std::string owner;     // package key; "" for the manifest
+  std::string in_extra;  // the extra this list belongs to, "" for dependencies and groups
+};
+
+// A dependency edge's marker under `a`: nullopt = never taken; "" = always; otherwise a marker
+// over environment variables only. Markers that do not use `extra` come back as written.
+Result<std::optional<std::string>> edge_marker(const Dep& d, const EdgeList& from,
+                                               const Activation& a, const std::string& path) {
+  if (!mentions_extra(d.marker)) return std::optional<std::string>(d.marker);
+  auto decide = [&](const pypi::MarkerComparison& c) -> std::optional<bool> {
+    if (c.variable != "extra" || (c.op != "==" && c.op != "!=")) return std::nullopt;
+    bool on = false;
+    if (std::optional<ConflictItem> item = parse_conflict_item(c.value)) {
+      NamePair key{item->package, item->name};
+      if (item->group) {
+        on = a.groups.count(key) > 0;
+      } else {
+        // The edge's own extras count as active while its marker is decided (uv does so).
+        on = a.extras.count(key) > 0 ||
+             (item->package == d.name &&
+              std::find(d.extras.begin(), d.extras.end(), item->name) != d.extras.end());
+      }
+    } else if (!from.owner.empty()) {
+      std::string x = normalize(c.value);
+      on = x == from.in_extra || a.extras.count({from.owner, x}) > 0;
+    } else {
+      return std::nullopt;
+    }
+    return c.op == "==" ? on : !on;
+  };
+  Result<std::optional<std::string>> r = pypi::partially_evaluate_marker(d.marker, decide);
+  if (!r.ok()) {
+    return input_error(path, d.line, "dependency '" + d.name + "': " + r.status().message());
+  }
+  if (*r && mentions_extra(**r)) return std::optional<std::string>(std::string());  // widen
+  return r;
+}
+
+// A package's resolution-markers with conflict variables decided: the forks that can still
+// apply, or nullopt when they cannot narrow the package (none left, one always true, or one
+// still naming `extra`).
+std::optional<std::vector<std::string>> live_forks(const std::vector<std::string>& forks,
+                                                   const Activation& a) {
+  std::vector<std::string> out;
+  for (const std::string& m : forks) {
+    if (m.empty()) return std::nullopt;
+    if (!mentions_extra(m)) {
+      out.push_back(m);
+      continue;
+    }
+    auto decide = [&](const pypi::MarkerComparison& c) -> std::optional<bool> {
+      if (c.variable != "extra" || (c.op != "==" && c.op != "!=")) return std::nullopt;
+      std::optional<ConflictItem> item = parse_conflict_item(c.value);
+      if (!item) return std::nullopt;
+      bool on = (item->group ? a.groups : a.extras).count({item->package, item->name}) > 0;
+      return c.op == "==" ? on : !on;
+    };
+    Result<std::optional<std::string>> r = pypi::partially_evaluate_marker(m, decide);
+    if (!r.ok() || (*r && (r->value().empty() || mentions_extra(**r)))) return std::nullopt;
+    if (*r) out.push_back(**r);
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+// Fills ref.marker and ref.requested of every package from the dependency graph; `keep[i]` is
+// false for packages the selection leaves out.
+Status derive_markers(std::vector<UvPackage>& pkgs, const Manifest& manifest,
+                      const std::vector<std::string>& all_forks, const LockSelection& sel,
+                      const std::string& path, std::vector<bool>& keep) {
   const size_t n = pkgs.size();
-  const size_t script_root = n;  // stands for a script lock's own requirements
+  const size_t script_root = n;  // stands for the manifest's requirements and groups
   std::unordered_multimap<std::string, size_t> by_name;
   for (size_t i = 0; i < n; ++i) by_name.emplace(pkgs[i].key, i);
 
-  PackageMarkers g(n + 1);
-  std::vector<int> incoming(n, 0);
-  std::vector<bool> root(n, false), direct(n, false);
+  std::vector<std::string> want_extras, want_groups;
+  for (const std::string& e : sel.extras) want_extras.push_back(normalize(e));
+  for (const std::string& g : sel.groups) want_groups.push_back(normalize(g));
+  if (want_groups.empty()) want_groups.push_back("dev");  // uv's default-groups
+  auto wanted = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+
+  // The root projects: editable/virtual packages and workspace members.
+  std::vector<bool> project(n, false);
   for (size_t i = 0; i < n; ++i) {
-    root[i] =
-        pkgs[i].project || std::find(members.begin(), members.end(), pkgs[i].key) != members.end();
+    project[i] = pkgs[i].project || wanted(manifest.members, pkgs[i].key);
   }
-  auto add_edges = [&](size_t from, const Dep& d, bool from_root) {
-    int c = g.clause(d.marker);
-    for (size_t to : targets(d, pkgs, by_name)) {
-      g.add_edge(from, to, c);
-      ++incoming[to];
-      if (from_root) direct[to] = true;
+
+  // Node ids: packages 0..n-1, the manifest n, then one per (package, extra) named anywhere.
+  std::map<std::pair<size_t, std::string>, size_t> extra_node;
+  std::vector<std::pair<size_t, std::string>> extra_of;
+  auto intern = [&](size_t pkg, const std::string& x) {
+    auto [it, added] = extra_node.try_emplace({pkg, x}, n + 1 + extra_of.size());
+    if (added) extra_of.emplace_back(pkg, x);
+    return it->second;
+  };
+  std::vector<int> incoming(n, 0);
+  auto scan = [&](const std::vector<Dep>& deps) {
+    for (const Dep& d : deps) {
+      for (size_t to : targets(d, pkgs, by_name)) {
+        ++incoming[to];
+        for (const std::string& e : d.extras) intern(to, e);
+      }
     }
   };
-  for (size_t i = 0; i < n; ++i) {
-    for (const Dep& d : pkgs[i].deps) add_edges(i, d, root[i]);
+  for (const UvPackage& p : pkgs) {
+    scan(p.deps);
+    for (const auto& [x, deps] : p.extras) scan(deps);
+    for (const auto& [g, deps] : p.groups) scan(deps);
   }
-  for (const Dep& d : requirements) add_edges(script_root, d, true);
-  g.add_root(script_root);
+  scan(manifest.requirements);
+  for (const auto& [g, deps] : manifest.groups) scan(deps);
+
+  Activation act;
+  std::vector<size_t> roots{script_root};
+  std::vector<bool> root(n, false);
   for (size_t i = 0; i < n; ++i) {
-    if (incoming[i] == 0) root[i] = true;
-    if (root[i]) g.add_root(i);
+    root[i] = project[i] || incoming[i] == 0;
+    if (root[i]) roots.push_back(i);
+    if (!project[i]) continue;
+    for (const std::string& x : want_extras) {
+      if (!find_named(pkgs[i].extras, x)) continue;
+      act.extras.insert({pkgs[i].key, x});
+      roots.push_back(intern(i, x));
+    }
+    for (const std::string& g : want_groups) {
+      if (find_named(pkgs[i].groups, g)) act.groups.insert({pkgs[i].key, g});
+    }
+  }
+  const size_t total = n + 1 + extra_of.size();
+
+  // The edge lists leaving a node.
+  auto lists = [&](size_t node) {
+    std::vector<EdgeList> out;
+    if (node < n) {
+      const UvPackage& p = pkgs[node];
+      out.push_back({&p.deps, p.key, ""});
+      if (project[node]) {
+        for (const auto& [g, deps] : p.groups) {
+          if (wanted(want_groups, g)) out.push_back({&deps, p.key, ""});
+        }
+      }
+    } else if (node == script_root) {
+      out.push_back({&manifest.requirements, "", ""});
+      for (const auto& [g, deps] : manifest.groups) {
+        if (wanted(want_groups, g)) out.push_back({&deps, "", ""});
+      }
+    } else {
+      const auto& [pkg, x] = extra_of[node - n - 1];
+      if (const std::vector<Dep>* deps = find_named(pkgs[pkg].extras, x)) {
+        out.push_back({deps, pkgs[pkg].key, x});
+      }
+    }
+    return out;
+  };
+  auto base_of = [&](size_t node) { return node > n ? extra_of[node - n - 1].first : node; };
+
+  // Pass 1: the active extras (see above). Sets only grow, so a few rounds settle it.
+  for (int round = 0; round < 8; ++round) {
+    size_t before = act.extras.size();
+    std::vector<bool> seen(total, false);
+    std::deque<size_t> queue;
+    auto visit = [&](size_t node) {
+      if (!seen[node]) {
+        seen[node] = true;
+        queue.push_back(node);
+      }
+    };
+    for (size_t r : roots) visit(r);
+    while (!queue.empty()) {
+      size_t node = queue.front();
+      queue.pop_front();
+      visit(base_of(node));
+      for (const EdgeList& l : lists(node)) {
+        for (const Dep& d : *l.deps) {
+          MAT_ASSIGN_OR_RETURN(std::optional<std::string> m, edge_marker(d, l, act, path));
+          if (!m) continue;
+          for (size_t to : targets(d, pkgs, by_name)) {
+            visit(to);
+            for (const std::string& e : d.extras) {
+              act.extras.insert({d.name, e});
+              visit(extra_node.at({to, e}));
+            }
+          }
+        }
+      }
+    }
+    if (act.extras.size() == before) break;
+  }
+
+  // Pass 2: the markers.
+  PackageMarkers g(total);
+  std::vector<bool> direct(n, false);
+  for (size_t node = 0; node < total; ++node) {
+    // Edges from a root project, its selected extras and the manifest are direct requests.
+    bool from_root =
+        node == script_root || (node < n && project[node]) ||
+        (node > n && project[base_of(node)] && wanted(want_extras, extra_of[node - n - 1].second));
+    if (node > n) g.add_edge(node, base_of(node), -1);
+    for (const EdgeList& l : lists(node)) {
+      for (const Dep& d : *l.deps) {
+        MAT_ASSIGN_OR_RETURN(std::optional<std::string> m, edge_marker(d, l, act, path));
+        if (!m) continue;
+        int c = g.clause(*m);
+        for (size_t to : targets(d, pkgs, by_name)) {
+          g.add_edge(node, to, c);
+          for (const std::string& e : d.extras) g.add_edge(node, extra_node.at({to, e}), c);
+          if (from_root) direct[to] = true;
+        }
+      }
+    }
+  }
+  for (size_t r : roots) g.add_root(r);
+  std::vector<int> gate(n, -1);
+  for (size_t i = 0; i < n; ++i) {
     const auto& rm = pkgs[i].resolution_markers;
-    bool usable = !rm.empty() && std::none_of(rm.begin(), rm.end(), [](const std::string& m) {
-      return m.empty() || mentions_extra(m);
-    });
-    if (usable && rm.size() == all_forks.size()) {
-      usable = !std::is_permutation(rm.begin(), rm.end(), all_forks.begin());
+    if (rm.empty()) continue;
+    if (rm.size() == all_forks.size() &&
+        std::is_permutation(rm.begin(), rm.end(), all_forks.begin())) {
+      continue;  // chosen in every fork: says nothing
     }
-    if (usable) {
-      std::string any;
-      for (const std::string& m : rm) any += (any.empty() ? "" : " or ") + ("(" + m + ")");
-      g.set_gate(i, g.clause(rm.size() == 1 ? rm[0] : any));
-    }
+    std::optional<std::vector<std::string>> forks = live_forks(rm, act);
+    if (!forks) continue;
+    std::string any;
+    for (const std::string& m : *forks) any += (any.empty() ? "" : " or ") + ("(" + m + ")");
+    gate[i] = g.clause(forks->size() == 1 ? forks->front() : any);
+    g.set_gate(i, gate[i]);
+  }
+  // A package's extras live in the package's forks.
+  for (size_t node = n + 1; node < total; ++node) {
+    if (gate[base_of(node)] >= 0) g.set_gate(node, gate[base_of(node)]);
   }
   g.solve();
+  keep.assign(n, false);
   for (size_t i = 0; i < n; ++i) {
-    pkgs[i].ref.marker = g.render(i);
+    std::optional<std::string> m = g.render(i);
+    keep[i] = m.has_value();
+    pkgs[i].ref.marker = m.value_or("");
     pkgs[i].ref.requested = root[i] || direct[i];
   }
+  return Status::Ok();
 }
 
 }  // namespace
 
 Result<LockFile> parse_uv_lock(const toml::table& root, const std::string& path,
-                               const std::string& lock_dir) {
+                               const std::string& lock_dir, const LockSelection& sel) {
   LockFile lock;
   lock.format = LockFormat::kUvLock;
   lock.path = path;
@@ -463,9 +742,8 @@ Result<LockFile> parse_uv_lock(const toml::table& root, const std::string& path,
   MAT_RETURN_IF_ERROR(toml_string(root, "requires-python", f, 0, lock.requires_python));
   std::vector<std::string> forks;
   MAT_RETURN_IF_ERROR(toml_strings(root, "resolution-markers", f, 0, forks));
-  std::vector<std::string> members;
-  std::vector<Dep> requirements;
-  MAT_RETURN_IF_ERROR(read_manifest(root, path, members, requirements));
+  Manifest manifest;
+  MAT_RETURN_IF_ERROR(read_manifest(root, path, manifest));
   const toml::array* packages = nullptr;
   MAT_RETURN_IF_ERROR(toml_array(root, "package", f, 0, packages));
   std::vector<UvPackage> pkgs;
@@ -477,8 +755,11 @@ Result<LockFile> parse_uv_lock(const toml::table& root, const std::string& path,
     MAT_RETURN_IF_ERROR(read_package(*t, i, path, lock_dir, p));
     pkgs.push_back(std::move(p));
   }
-  derive_markers(pkgs, members, requirements, forks);
-  for (UvPackage& p : pkgs) lock.packages.push_back(std::move(p.ref));
+  std::vector<bool> keep;
+  MAT_RETURN_IF_ERROR(derive_markers(pkgs, manifest, forks, sel, path, keep));
+  for (size_t i = 0; i < pkgs.size(); ++i) {
+    if (keep[i]) lock.packages.push_back(std::move(pkgs[i].ref));
+  }
   return lock;
 }
 

@@ -1,9 +1,12 @@
 // uv.lock: packages, sources, and the markers derived from the dependency graph.
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "materializer/lock.h"
 #include "materializer/lock_pypi_test_util.h"
+#include "materializer/pypi.h"
 
 namespace mat {
 namespace {
@@ -104,7 +107,7 @@ TEST(UvLock, RegistryWheelsSdistAndSources) {
   EXPECT_EQ(r->version, 1);
   EXPECT_EQ(r->requires_python, ">=3.8");
   EXPECT_TRUE(r->platforms.empty());
-  ASSERT_EQ(r->packages.size(), 10u);
+  ASSERT_EQ(r->packages.size(), 9u);  // extra-only: only app's unselected extra reaches it
   const PackageRef& app = r->packages[0];
   EXPECT_EQ(app.source_kind, "editable");
   EXPECT_EQ(app.url, "file:///proj");
@@ -139,9 +142,10 @@ TEST(UvLock, MarkersAreDerivedFromTheDependencyGraph) {
   };
   EXPECT_EQ(marker("app"), "");
   EXPECT_EQ(marker("anyio"), "");
-  EXPECT_EQ(marker("idna"), "");        // unconditional path app -> anyio -> idna
-  EXPECT_EQ(marker("pytest"), "");      // dev group: installed too
-  EXPECT_EQ(marker("extra-only"), "");  // `extra ==` edges count as true: every extra installs
+  EXPECT_EQ(marker("idna"), "");    // unconditional path app -> anyio -> idna
+  EXPECT_EQ(marker("pytest"), "");  // the dev group: installed by default, as uv sync does
+  // Reached only through app's optional extra, which is not selected: left out of the list.
+  EXPECT_EQ(marker("extra-only"), "<missing>");
   // Two edges, same marker: absorbed into one.
   EXPECT_EQ(marker("colorama"), "sys_platform == 'win32'");
   EXPECT_EQ(marker("tomli"), "python_full_version < '3.11'");
@@ -236,7 +240,7 @@ resolution-markers = ["python_full_version < '3.9' and os_name == 'nt'", "python
 TEST(UvLock, RequestedIsTheProjectsDirectDependencies) {
   auto r = parse_lock(fix(kUvLock), "/proj/uv.lock", linux64());
   ASSERT_TRUE(r.ok()) << r.status().to_string();
-  for (const char* name : {"app", "anyio", "colorama", "tomli", "pytest", "extra-only"}) {
+  for (const char* name : {"app", "anyio", "colorama", "tomli", "pytest"}) {
     EXPECT_TRUE(find(*r, name)->requested) << name;
   }
   for (const char* name : {"idna", "cycle-a", "cycle-b", "win-helper"}) {
@@ -341,6 +345,270 @@ wheels = [
                 {"uv.lock:4: package 'a': field 'source' has no known kind"});
   ExpectInvalid(parse_lock("version = 1\n[[package]]\nversion = \"1\"\n", "uv.lock", linux64()),
                 {"uv.lock:2: package[0]: field 'name' is missing"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extras, groups and uv's conflict markers: what `uv sync` installs by default (the projects,
+// their `dev` group, no optional extras), or what LockSelection names.
+
+const char kSelectionLock[] = R"uv(version = 1
+revision = 3
+requires-python = ">=3.10"
+conflicts = [[
+    { package = "proj", extra = "tasks" },
+    { package = "proj", group = "dev" },
+]]
+
+[[package]]
+name = "proj"
+version = "0.1.0"
+source = { editable = "." }
+dependencies = [
+    { name = "docker" },
+    { name = "requests", extra = ["socks"] },
+]
+
+[package.optional-dependencies]
+tasks = [
+    { name = "taskq", marker = "extra == 'extra-4-proj-tasks'" },
+]
+web = [
+    { name = "flaskish" },
+    { name = "fast", marker = "extra == 'web' and python_version >= '3.11'" },
+    { name = "slow", marker = "extra == 'other'" },
+]
+
+[package.dev-dependencies]
+dev = [{ name = "pytest", marker = "extra == 'group-4-proj-dev'" }]
+lint = [{ name = "ruff" }]
+
+[[package]]
+name = "docker"
+version = "7.1.0"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [
+    { name = "pywin32", marker = "sys_platform == 'win32' or (extra == 'extra-4-proj-tasks' and extra == 'group-4-proj-dev')" },
+    { name = "nodev", marker = "extra != 'group-4-proj-dev'" },
+]
+
+[[package]]
+name = "requests"
+version = "2.32.0"
+source = { registry = "https://pypi.org/simple" }
+
+[package.optional-dependencies]
+socks = [{ name = "pysocks" }]
+use-chardet = [{ name = "chardet" }]
+
+[[package]]
+name = "pywin32"
+version = "311"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "nodev"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "pysocks"
+version = "1.7.1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "chardet"
+version = "5.0"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "taskq"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "flaskish"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "fast"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "slow"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "pytest"
+version = "8"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "ruff"
+version = "0.6"
+source = { registry = "https://pypi.org/simple" }
+)uv";
+
+std::string marker_of(const LockFile& lock, const char* name) {
+  const PackageRef* p = find(lock, name);
+  return p ? p->marker : std::string("<missing>");
+}
+
+TEST(UvLockSelection, DefaultsAreTheDevGroupAndNoExtras) {
+  auto r = parse_lock(kSelectionLock, "/p/uv.lock", linux64());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  // Conflict variables decided (tasks off, dev on): only the environment part is left.
+  EXPECT_EQ(marker_of(*r, "pywin32"), "sys_platform == 'win32'");
+  EXPECT_EQ(marker_of(*r, "nodev"), "<missing>");  // extra != 'group-4-proj-dev': false
+  EXPECT_EQ(marker_of(*r, "pytest"), "");          // dev group, its own conflict marker true
+  EXPECT_TRUE(find(*r, "pytest")->requested);
+  EXPECT_EQ(marker_of(*r, "ruff"), "<missing>");  // lint group: not a default group
+  // `extra = ["socks"]` on the edge activates requests' socks list, not its other extras.
+  EXPECT_EQ(marker_of(*r, "pysocks"), "");
+  EXPECT_FALSE(find(*r, "pysocks")->requested);
+  EXPECT_EQ(marker_of(*r, "chardet"), "<missing>");
+  // The project's own extras are off.
+  for (const char* name : {"taskq", "flaskish", "fast", "slow"}) {
+    EXPECT_EQ(marker_of(*r, name), "<missing>") << name;
+  }
+  EXPECT_EQ(r->packages.size(), 6u);  // proj, docker, requests, pywin32, pysocks, pytest
+}
+
+TEST(UvLockSelection, SelectedExtrasAndGroups) {
+  LockSelection sel = linux64();
+  sel.extras = {"Tasks", "web"};  // normalised
+  sel.groups = {"lint"};          // replaces the default: no dev
+  auto r = parse_lock(kSelectionLock, "/p/uv.lock", sel);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(marker_of(*r, "pytest"), "<missing>");
+  EXPECT_EQ(marker_of(*r, "ruff"), "");
+  EXPECT_EQ(marker_of(*r, "taskq"), "");
+  EXPECT_TRUE(find(*r, "taskq")->requested);
+  EXPECT_EQ(marker_of(*r, "nodev"), "");  // dev is off now
+  // tasks on but dev off: the conflict clause is false.
+  EXPECT_EQ(marker_of(*r, "pywin32"), "sys_platform == 'win32'");
+  // A plain `extra == 'x'` on an edge of x's own list is true; another extra's is not.
+  EXPECT_EQ(marker_of(*r, "flaskish"), "");
+  EXPECT_EQ(marker_of(*r, "fast"), "python_version >= '3.11'");
+  EXPECT_EQ(marker_of(*r, "slow"), "<missing>");
+
+  sel.groups = {"dev"};
+  sel.extras = {"tasks"};
+  r = parse_lock(kSelectionLock, "/p/uv.lock", sel);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(marker_of(*r, "pywin32"), "");  // tasks and dev: the conflict clause holds
+}
+
+TEST(UvLockSelection, ExtrasNamedByEdgesPropagate) {
+  // b[x] is asked for only deep in the graph; its list's marker names the conflict variable
+  // the edge itself activates (uv writes such markers for conflicting extras).
+  const std::string text = R"uv(version = 1
+[[package]]
+name = "root"
+version = "0"
+source = { virtual = "." }
+dependencies = [{ name = "a" }]
+[[package]]
+name = "a"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [{ name = "b", extra = ["x"], marker = "extra == 'extra-1-b-x' and os_name == 'posix'" }]
+[[package]]
+name = "b"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+[package.optional-dependencies]
+x = [{ name = "c" }]
+y = [{ name = "d" }]
+[[package]]
+name = "c"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+[[package]]
+name = "d"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+)uv";
+  auto r = parse_lock(text, "/p/uv.lock", linux64());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(marker_of(*r, "b"), "os_name == 'posix'");
+  EXPECT_EQ(marker_of(*r, "c"), "os_name == 'posix'");
+  EXPECT_EQ(marker_of(*r, "d"), "<missing>");
+}
+
+TEST(UvLockSelection, ManifestGroupsOfAProjectlessLock) {
+  const std::string text = R"uv(version = 1
+[manifest]
+[manifest.dependency-groups]
+dev = [{ name = "a" }]
+docs = [{ name = "b" }]
+[[package]]
+name = "a"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+[[package]]
+name = "b"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+)uv";
+  auto r = parse_lock(text, "/p/uv.lock", linux64());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(marker_of(*r, "a"), "");
+  EXPECT_EQ(marker_of(*r, "b"), "<missing>");
+  LockSelection sel = linux64();
+  sel.groups = {"docs"};
+  r = parse_lock(text, "/p/uv.lock", sel);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(marker_of(*r, "a"), "<missing>");
+  EXPECT_EQ(marker_of(*r, "b"), "");
+}
+
+TEST(UvLockSelection, MalformedExtraMarkerNamesTheLine) {
+  const std::string text = R"uv(version = 1
+[[package]]
+name = "root"
+version = "0"
+source = { virtual = "." }
+dependencies = [{ name = "a", marker = "extra == 'x' and" }]
+[[package]]
+name = "a"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+)uv";
+  ExpectInvalid(parse_lock(text, "uv.lock", linux64()),
+                {"uv.lock:2:", "dependency 'a'", "invalid marker"});
+}
+
+// The shared corpus: pydantic-ai's uv.lock reaches pywin32 through docker with the marker
+// "sys_platform == 'win32' or (<conflict extras>)"; on Linux it must not be selected.
+TEST(UvLockSelection, CorpusPydanticAiPywin32IsWindowsOnly) {
+  const char* env = std::getenv("MAT_CORPUS_DIR");
+  std::string dir = env ? env : std::string(MAT_SOURCE_DIR) + "/../shared/corpus";
+  std::string path = dir + "/locks/uv/pydantic-ai/uv.lock";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no corpus lock " << path;
+  auto r = load_lock(path, linux64());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const PackageRef* pywin32 = find(*r, "pywin32");
+  ASSERT_TRUE(pywin32);
+  EXPECT_EQ(pywin32->marker, "sys_platform == 'win32'");
+  for (const char* platform : {"linux-64", "linux-aarch64", "osx-arm64", "win-64"}) {
+    for (const char* py : {"3.11", "3.12"}) {
+      auto t = pypi::make_target(py, "", platform, "", platform[0] == 'l' ? "2.28" : "");
+      ASSERT_TRUE(t.ok()) << t.status().to_string();
+      auto on = pypi::evaluate_marker(pywin32->marker, *t);
+      ASSERT_TRUE(on.ok()) << on.status().to_string();
+      EXPECT_EQ(*on, std::string(platform) == "win-64") << platform << " " << py;
+    }
+  }
+  // No derived marker is left naming `extra`: the driver evaluates them as they are.
+  for (const PackageRef& p : r->packages) {
+    EXPECT_EQ(p.marker.find("extra"), std::string::npos) << p.name << ": " << p.marker;
+  }
+  // The dev group is on; the mcp-tasks extras (which conflict with it) are off.
+  EXPECT_TRUE(find(*r, "pytest"));
+  EXPECT_FALSE(find(*r, "fastmcp-tasks"));
 }
 
 }  // namespace

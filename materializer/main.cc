@@ -66,10 +66,12 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
   cmd->add_option("--extra-index-url", extra_index, "additional package index (repeatable)");
   cmd->add_option("--find-links,-f", o.index.find_links,
                   "HTML page or directory with wheels (repeatable)");
-  cmd->add_option("--extra", o.extras, "pylock.toml extra to select (repeatable)");
+  cmd->add_option("--extra", o.extras,
+                  "pylock.toml / uv.lock extra to select (repeatable; uv.lock: the projects' "
+                  "optional extras, default none)");
   cmd->add_option("--group", o.groups,
-                  "pylock.toml dependency group to select (repeatable; default: the lock's "
-                  "default-groups)");
+                  "pylock.toml / uv.lock dependency group to select (repeatable; default: "
+                  "pylock's default-groups, uv's \"dev\")");
   cmd->add_flag("--dry-run", o.dry_run,
                 "print what would be installed (wheels chosen, cache hits) and stop");
   cmd->add_flag("-q,--quiet", quiet, "no progress output");
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
       return rc == 0 ? 0 : 2;
     }
 
+    opts.selection.extras = opts.extras;  // uv.lock picks its packages by them
+    opts.selection.groups = opts.groups;
     opts.verbosity = quiet ? 0 : 1 + (verbose > 0 ? 1 : 0);
     opts.extra_index_urls = extra_index;
     if (link_mode == "hardlink") opts.link_mode = mat::LinkMode::kHardlink;

@@ -7,6 +7,7 @@
 // given interpreter once. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -95,5 +96,28 @@ Result<bool> version_satisfies(std::string_view version, std::string_view specif
 Result<bool> evaluate_marker(std::string_view marker, const TargetPython& target,
                              const std::vector<std::string>& extras = {},
                              const std::vector<std::string>& groups = {});
+
+// One comparison of a marker, as partially_evaluate_marker() offers it to its caller:
+// `variable op 'value'` with the variable's canonical name ("os_name" for "os.name").
+struct MarkerComparison {
+  std::string variable;
+  std::string op;     // "==", "!=", "<", ..., "in", "not in"
+  std::string value;  // the quoted literal's contents
+};
+
+// Decides some comparisons of a PEP 508 marker and simplifies what is left: `decide` returns
+// true/false for a comparison it can settle, nullopt to keep it. Decided comparisons become
+// constants that `and` / `or` absorb. Returns the residual marker text, "" when the marker is
+// always true, nullopt when it is always false. kInvalidInput for a malformed marker.
+//
+// `decide` sees comparisons written `variable op 'literal'`, and `'literal' op variable` when
+// op is symmetric (==, !=, ===): those come as `variable op 'literal'`. Other reversed forms
+// ("'x' in extras", "'3.8' < python_version") are kept as written. If nothing is decided the
+// marker comes back verbatim; otherwise the residue is rebuilt from the parse (canonical
+// variable names, single quotes unless the literal holds one, nested groups parenthesised).
+// An empty (all-blank) marker is true.
+Result<std::optional<std::string>> partially_evaluate_marker(
+    std::string_view marker,
+    const std::function<std::optional<bool>(const MarkerComparison&)>& decide);
 
 }  // namespace mat::pypi

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cctype>
 #include <memory>
+#include <optional>
 
 #include "materializer/pypi.h"
 #include "materializer/pypi_internal.h"
@@ -279,6 +280,94 @@ Result<bool> eval(const Node& n, const Env& env, std::string_view marker) {
   return acc;
 }
 
+// ---- Partial evaluation: a tri-state fold over the tree.
+
+struct Partial {
+  enum State { kFalse, kTrue, kResidual } state = kResidual;
+  const Node* node = nullptr;     // kResidual, nothing decided below: the node as parsed
+  std::vector<Partial> children;  // kResidual of a rebuilt and/or: the surviving children
+  Node::Kind kind = Node::kCompare;
+};
+
+std::string quote(const std::string& literal) {
+  char q = literal.find('\'') == std::string::npos ? '\'' : '"';
+  return q + literal + q;
+}
+
+std::string render_node(const Node& n, bool nested);
+
+std::string render_compare(const Node& n) {
+  auto side = [](const Operand& o) { return o.is_variable ? o.text : quote(o.text); };
+  return side(n.lhs) + " " + n.op + " " + side(n.rhs);
+}
+
+std::string render_node(const Node& n, bool nested) {
+  if (n.kind == Node::kCompare) return render_compare(n);
+  std::string out;
+  for (const auto& c : n.children) {
+    out += (out.empty() ? "" : n.kind == Node::kAnd ? " and " : " or ") + render_node(*c, true);
+  }
+  return nested ? "(" + out + ")" : out;
+}
+
+std::string render_partial(const Partial& p, bool nested) {
+  if (p.node) return render_node(*p.node, nested);
+  std::string out;
+  for (const Partial& c : p.children) {
+    out += (out.empty() ? "" : p.kind == Node::kAnd ? " and " : " or ") + render_partial(c, true);
+  }
+  return nested ? "(" + out + ")" : out;
+}
+
+bool is_symmetric(const std::string& op) { return op == "==" || op == "!=" || op == "==="; }
+
+Partial fold(const Node& n,
+             const std::function<std::optional<bool>(const MarkerComparison&)>& decide,
+             bool& decided_any) {
+  Partial out;
+  if (n.kind == Node::kCompare) {
+    std::optional<bool> v;
+    if (n.lhs.is_variable) {
+      v = decide(MarkerComparison{n.lhs.text, n.op, n.rhs.text});
+    } else if (is_symmetric(n.op)) {
+      v = decide(MarkerComparison{n.rhs.text, n.op, n.lhs.text});
+    }
+    if (v) {
+      decided_any = true;
+      out.state = *v ? Partial::kTrue : Partial::kFalse;
+    } else {
+      out.node = &n;
+    }
+    return out;
+  }
+  // and: false absorbs, true drops out; or: the other way round.
+  const bool is_and = n.kind == Node::kAnd;
+  const Partial::State absorbing = is_and ? Partial::kFalse : Partial::kTrue;
+  const Partial::State neutral = is_and ? Partial::kTrue : Partial::kFalse;
+  bool changed = false;
+  std::vector<Partial> kept;
+  for (const auto& c : n.children) {
+    Partial p = fold(*c, decide, decided_any);
+    if (p.state == absorbing) {
+      out.state = absorbing;
+      return out;
+    }
+    if (p.state == neutral || !p.node) changed = true;
+    if (p.state != neutral) kept.push_back(std::move(p));
+  }
+  if (kept.empty()) {
+    out.state = neutral;
+  } else if (!changed) {
+    out.node = &n;
+  } else if (kept.size() == 1) {
+    out = std::move(kept.front());
+  } else {
+    out.kind = n.kind;
+    out.children = std::move(kept);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<bool> evaluate_marker(std::string_view marker, const TargetPython& target,
@@ -303,6 +392,21 @@ Result<bool> evaluate_marker(std::string_view marker, const TargetPython& target
     any = any || v;
   }
   return any;
+}
+
+Result<std::optional<std::string>> partially_evaluate_marker(
+    std::string_view marker,
+    const std::function<std::optional<bool>(const MarkerComparison&)>& decide) {
+  if (marker.find_first_not_of(" \t") == std::string_view::npos) {
+    return std::optional<std::string>(std::string());
+  }
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<Node> root, Parser(marker).parse());
+  bool decided_any = false;
+  Partial p = fold(*root, decide, decided_any);
+  if (p.state == Partial::kFalse) return std::optional<std::string>();
+  if (p.state == Partial::kTrue) return std::optional<std::string>(std::string());
+  if (!decided_any) return std::optional<std::string>(std::string(marker));
+  return std::optional<std::string>(render_partial(p, false));
 }
 
 }  // namespace mat::pypi

@@ -756,5 +756,73 @@ TEST(PypiMarker, ExtrasSetVariable) {
   EXPECT_FALSE(evaluate_marker("extras == 'socks'", t).ok());
 }
 
+// ---- Partial evaluation
+
+// Decides `extra` comparisons only: == 'on' and == 'yes' hold, any other extra does not.
+std::optional<bool> DecideExtra(const MarkerComparison& c) {
+  if (c.variable != "extra" || (c.op != "==" && c.op != "!=")) return std::nullopt;
+  bool eq = c.value == "on" || c.value == "yes";
+  return c.op == "==" ? eq : !eq;
+}
+
+std::string Residual(std::string_view marker) {
+  Result<std::optional<std::string>> r = partially_evaluate_marker(marker, DecideExtra);
+  if (!r.ok()) return "<error: " + r.status().message() + ">";
+  return *r ? **r : "<false>";
+}
+
+TEST(PypiPartialMarker, DecidesAndSimplifies) {
+  // Nothing decided: verbatim, spacing and quotes included.
+  EXPECT_EQ(Residual("sys_platform==\"win32\""), "sys_platform==\"win32\"");
+  EXPECT_EQ(Residual(""), "");
+  EXPECT_EQ(Residual("extra == 'on'"), "");
+  EXPECT_EQ(Residual("extra == 'off'"), "<false>");
+  EXPECT_EQ(Residual("extra != 'off'"), "");
+  EXPECT_EQ(Residual("'on' == extra"), "");  // symmetric operator: reversed is offered too
+  // and: true drops out, false absorbs. or: false drops out, true absorbs.
+  EXPECT_EQ(Residual("sys_platform == 'win32' and extra == 'on'"), "sys_platform == 'win32'");
+  EXPECT_EQ(Residual("sys_platform == 'win32' and extra == 'off'"), "<false>");
+  EXPECT_EQ(Residual("sys_platform == 'win32' or extra == 'off'"), "sys_platform == 'win32'");
+  EXPECT_EQ(Residual("sys_platform == 'win32' or extra == 'on'"), "");
+  // uv's conflict-marker shape (docker -> pywin32 in pydantic-ai's uv.lock).
+  EXPECT_EQ(Residual("sys_platform == 'win32' or (extra == 'off' and extra == 'on') or "
+                     "(extra == 'other' and extra == 'yes')"),
+            "sys_platform == 'win32'");
+  EXPECT_EQ(Residual("(python_version < '3.11' or extra == 'off') and (os_name == 'nt' or "
+                     "extra == 'off') and extra == 'yes'"),
+            "python_version < '3.11' and os_name == 'nt'");
+  // Survivors are re-rendered: groups parenthesised, canonical names, quotes kept safe.
+  EXPECT_EQ(Residual("(os.name == 'nt' and python_version < '3.9') or platform_machine == "
+                     "\"it's\" or extra == 'off'"),
+            "(os_name == 'nt' and python_version < '3.9') or platform_machine == \"it's\"");
+  // An untouched group left alone is the whole residue: no parentheses needed.
+  EXPECT_EQ(Residual("extra == 'on' and (sys_platform == 'linux' or sys_platform == 'darwin')"),
+            "sys_platform == 'linux' or sys_platform == 'darwin'");
+  EXPECT_EQ(Residual("extra == 'on' and (sys_platform == 'linux' or sys_platform == 'darwin') "
+                     "and python_version < '3.12'"),
+            "(sys_platform == 'linux' or sys_platform == 'darwin') and python_version < '3.12'");
+  // Asymmetric reversed forms and undecided comparisons stay.
+  EXPECT_EQ(Residual("'3.8' < python_version and extra == 'on'"), "'3.8' < python_version");
+  EXPECT_EQ(Residual("'on' in extras and extra == 'yes'"), "'on' in extras");
+}
+
+TEST(PypiPartialMarker, ResidueEvaluatesLikeTheOriginal) {
+  TargetPython linux = Linux311();
+  auto win = make_target("3.11", "", "win-64", "");
+  ASSERT_TRUE(win.ok());
+  const char* m = "sys_platform == 'win32' or (extra == 'off' and python_version >= '3')";
+  std::string rest = Residual(m);
+  EXPECT_EQ(rest, "sys_platform == 'win32'");
+  EXPECT_FALSE(*evaluate_marker(rest, linux));
+  EXPECT_TRUE(*evaluate_marker(rest, *win));
+}
+
+TEST(PypiPartialMarker, MalformedMarkerIsAnError) {
+  auto r = partially_evaluate_marker("extra == 'on' and", DecideExtra);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidInput);
+  EXPECT_FALSE(partially_evaluate_marker("weird == 'x'", DecideExtra).ok());
+}
+
 }  // namespace
 }  // namespace mat::pypi
