@@ -10,14 +10,16 @@ of 6-18 MB with 500+ files, the rest 10-200 KB with 5-50 files), serves it from 
 
   materializer cold     empty cache, new prefix (download + verify + unpack + install)
   materializer warm     cache filled, new prefix
+  materializer warm --compile   the same, plus .pyc files (parallel compileall)
   pip                   pip install --no-deps --no-index --no-compile --prefix P *.whl
                         (Debian pip 23, upstream posix_prefix scheme, files already local:
                         pip's best case, no network)
+  pip (compile)         the same with pip's default bytecode compilation
   installer (API)       python-installer's install() for every wheel in one process
   installer (CLI)       `python3 -m installer --no-compile-bytecode` once per wheel
                         (one process per wheel, as a build system would call it)
 
-None of them writes bytecode. Prints a table (ratio = median / materializer cold) and writes
+Only the two "compile" rows write bytecode. Prints a table (ratio = median / materializer cold) and writes
 OUT/wheels.json; the work directory is OUT/wheels/ (OUT itself is left alone, so the conda
 benchmark's OUT/startup.json survives).
 """
@@ -149,11 +151,19 @@ def main():
                 record("materializer cold", timed(mat(cache, cold, os.path.join(
                     work, f"cold-{rep}.json")), env), cold)
                 record("materializer warm", timed(mat(cache, warm), env), warm)
+                (warmc,) = fresh("warm-compile")
+                record("materializer warm --compile",
+                       timed(mat(cache, warmc) + ["--compile"], env), warmc)
             (pp,) = fresh("pip")
             record("pip (local files)", timed(
                 [harness.SYSTEM_PYTHON, "-c", harness._PIP_BOOT, "install", "--no-deps",
                  "--no-index", "--no-compile", "--prefix", pp, "--no-warn-script-location",
                  *wheels], pip_env), pp)
+            (pc,) = fresh("pip-compile")
+            record("pip (local files, compile)", timed(
+                [harness.SYSTEM_PYTHON, "-c", harness._PIP_BOOT, "install", "--no-deps",
+                 "--no-index", "--prefix", pc, "--no-warn-script-location", *wheels], pip_env),
+                pc)
             (ia,) = fresh("installer-api")
             record("installer (API, 1 process)", timed(
                 [harness.SYSTEM_PYTHON, "-c", INSTALLER_API, ia, *wheels], pip_env), ia)

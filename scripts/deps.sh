@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything materializer needs to build, test and benchmark on Debian 12 (idempotent:
-# apt runs only when a package is missing).
+# Installs everything materializer needs to build and test on Debian 12, and with --bench what the
+# end-to-end benchmark compares against (idempotent: apt runs only when a package is missing).
 set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config git
@@ -10,6 +10,10 @@ PKGS=(
   python3 python3-yaml python3-zstandard python3-pip python3-installer python3-wheel
   zstd bzip2 unzip xxhash openssl nginx-light curl time
 )
+# bench/startup.py also needs: the chart, the peers and the floor tools (scripts/deps.sh --bench).
+if [ "${1:-}" = "--bench" ]; then
+  PKGS+=(python3-matplotlib conda-package-handling lbzip2 pigz)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
