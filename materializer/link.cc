@@ -71,21 +71,9 @@ void fail(PackageState& s, const Status& st) {
   s.failed.store(true, std::memory_order_relaxed);
 }
 
-int64_t elapsed_ns(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-}
-
-// Runs `body`, converting anything thrown into a package failure: an exception escaping a TBB
-// task would cancel the whole loop and lose every other package's result.
 template <typename F>
 void guarded(PackageState& s, F body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    fail(s, Internal(std::string("unexpected exception: ") + e.what()));
-  } catch (...) {
-    fail(s, Internal("unexpected exception"));
-  }
+  run_guarded(body, [&](const Status& st) { fail(s, st); });
 }
 
 std::string ref_label(const LinkInput& in) {

@@ -5,7 +5,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <exception>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -16,6 +18,25 @@
 #include "materializer/link.h"
 
 namespace mat::link_internal {
+
+using Clock = std::chrono::steady_clock;
+
+inline int64_t elapsed_ns(Clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+}
+
+// Runs `body`, handing anything thrown to `on_error` as a Status: an exception escaping a TBB
+// task would cancel the whole loop and lose every other package's result.
+template <typename F, typename OnError>
+void run_guarded(F body, OnError on_error) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    on_error(Internal(std::string("unexpected exception: ") + e.what()));
+  } catch (...) {
+    on_error(Internal("unexpected exception"));
+  }
+}
 
 // conda's PREFIX_PLACEHOLDER, the default for has_prefix lines that give only a path.
 inline constexpr const char* kDefaultPlaceholder = "/opt/anaconda1anaconda2anaconda3";

@@ -49,7 +49,9 @@ namespace mat {
 namespace {
 
 using namespace wheel_internal;
+using link_internal::elapsed_ns;
 using link_internal::OpContext;
+using link_internal::run_guarded;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kFallbackPython = "/usr/bin/python3";
@@ -79,20 +81,9 @@ void fail(WheelState& s, const Status& st) {
   s.failed = true;
 }
 
-int64_t elapsed_ns(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-}
-
-// An exception escaping a TBB task would cancel every other wheel's work: convert it here.
 template <typename F>
 void guarded(WheelState& s, F body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    fail(s, Internal(std::string("unexpected exception: ") + e.what()));
-  } catch (...) {
-    fail(s, Internal("unexpected exception"));
-  }
+  run_guarded(body, [&](const Status& st) { fail(s, st); });
 }
 
 // "a/b/../c" -> "a/c" (lexically), for RECORD paths of an earlier install.
