@@ -252,6 +252,9 @@ class HttpServer:
                     return False
                 with open(page, "rb") as fh:
                     body = fh.read()
+                # Recorded before the body goes out: the client may check right after reading.
+                with server.lock:
+                    server.json_served.append(self.path)
                 self.send_response(200)
                 self.send_header("Content-Type", SIMPLE_JSON_MIME)
                 self.send_header("Content-Length", str(len(body)))
@@ -259,8 +262,6 @@ class HttpServer:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
-                with server.lock:
-                    server.json_served.append(self.path)
                 return True
 
             def do_GET(self):
