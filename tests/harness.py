@@ -537,6 +537,16 @@ def check_entry_point(prefix, rel, spec, data):
     return diffs
 
 
+def implied_dirs(paths):
+    """Every parent directory of the given prefix-relative paths."""
+    implied = set()
+    for p in paths:
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            implied.add("/".join(parts[:i]))
+    return implied
+
+
 def check_prefix(prefix, expected, ignore_pycache=True):
     """Compares the installed prefix (excluding conda-meta/) with an expected/*.json recipe.
     `expected` is the dict or a path. Returns a list of human-readable differences."""
@@ -548,11 +558,7 @@ def check_prefix(prefix, expected, ignore_pycache=True):
     prefix = os.path.abspath(prefix)
     actual = walk(prefix)
     paths = expected["paths"]
-    implied = set()
-    for p in paths:
-        parts = p.split("/")
-        for i in range(1, len(parts)):
-            implied.add("/".join(parts[:i]))
+    implied = implied_dirs(paths)
     diffs = []
     for rel, spec in sorted(paths.items()):
         st = actual.get(rel)
@@ -1064,11 +1070,7 @@ def check_wheel_prefix(prefix, expected, python_exe, installer=b"materializer\n"
     actual = walk(prefix)
     paths = dict(expected)
     paths.update(conda_paths or {})
-    implied = set()
-    for p in paths:
-        parts = p.split("/")
-        for i in range(1, len(parts)):
-            implied.add("/".join(parts[:i]))
+    implied = implied_dirs(paths)
     diffs = []
     for rel, spec in sorted(paths.items()):
         st = actual.get(rel)
