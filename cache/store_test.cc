@@ -1,4 +1,5 @@
 #include "cache/store.h"
+#include "tests/corpus.h"
 
 #include <gtest/gtest.h>
 #include <tbb/parallel_for.h>
@@ -386,10 +387,7 @@ TEST_F(StoreTest, ConcurrentExtractionOfDistinctPackages) {
 
 // --- the shared corpus -------------------------------------------------------------------------
 
-std::string corpus_dir() {
-  if (const char* env = std::getenv("MAT_CORPUS_DIR"); env && *env) return env;
-  return std::string(MAT_SOURCE_DIR) + "/../shared/corpus";
-}
+using testing_corpus::corpus_dir;
 
 // Corpus archives that must be rejected, with a phrase of the expected kCorrupt message. The
 // wheels break PEP 427's RECORD rules (extract.h, "Wheels"); pip 23 would install them, since

@@ -12,6 +12,7 @@
 
 #include "materializer/base/fs.h"
 #include "materializer/lock.h"
+#include "tests/corpus.h"
 #include "materializer/lock_pypi_test_util.h"
 
 namespace mat {
@@ -321,21 +322,9 @@ package:
 // ---------------------------------------------------------------------------------------------
 // Corpus: every pylock, uv.lock, hashed requirements and poetry lock in the shared corpus.
 
-std::string corpus_dir() {
-  if (const char* env = std::getenv("MAT_CORPUS_DIR")) return env;
-  return std::string(MAT_SOURCE_DIR) + "/../shared/corpus";
-}
-
+using testing_corpus::corpus_dir;
 std::vector<sfs::path> corpus_files(const std::string& kind) {
-  std::vector<sfs::path> out;
-  sfs::path dir = sfs::path(corpus_dir()) / "locks" / kind;
-  std::error_code ec;
-  for (auto it = sfs::recursive_directory_iterator(dir, ec);
-       !ec && it != sfs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file()) out.push_back(it->path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return testing_corpus::corpus_lock_files(kind);
 }
 
 std::string case_name(const sfs::path& p) { return p.parent_path().filename().string(); }

@@ -1,4 +1,5 @@
 #include "materializer/lock.h"
+#include "tests/corpus.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -765,21 +766,9 @@ TEST(LoadLock, ResolvesRelativePathsAgainstLockDirectory) {
 // ---------------------------------------------------------------------------------------------
 // Corpus: every conda-lock, @EXPLICIT and pixi lock in the shared corpus.
 
-std::string corpus_dir() {
-  if (const char* env = std::getenv("MAT_CORPUS_DIR")) return env;
-  return std::string(MAT_SOURCE_DIR) + "/../shared/corpus";
-}
-
+using testing_corpus::corpus_dir;
 std::vector<sfs::path> corpus_files(const std::string& kind) {
-  std::vector<sfs::path> out;
-  sfs::path dir = sfs::path(corpus_dir()) / "locks" / kind;
-  std::error_code ec;
-  for (auto it = sfs::recursive_directory_iterator(dir, ec);
-       !ec && it != sfs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file()) out.push_back(it->path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return testing_corpus::corpus_lock_files(kind);
 }
 
 // Subdirectory name under locks/<kind>/ (the corpus names each case by its folder).

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "materializer/lock.h"
+#include "tests/corpus.h"
 #include "materializer/lock_pypi_test_util.h"
 #include "materializer/pypi.h"
 
@@ -584,9 +585,7 @@ source = { registry = "https://pypi.org/simple" }
 // The shared corpus: pydantic-ai's uv.lock reaches pywin32 through docker with the marker
 // "sys_platform == 'win32' or (<conflict extras>)"; on Linux it must not be selected.
 TEST(UvLockSelection, CorpusPydanticAiPywin32IsWindowsOnly) {
-  const char* env = std::getenv("MAT_CORPUS_DIR");
-  std::string dir = env ? env : std::string(MAT_SOURCE_DIR) + "/../shared/corpus";
-  std::string path = dir + "/locks/uv/pydantic-ai/uv.lock";
+  std::string path = testing_corpus::corpus_dir() + "/locks/uv/pydantic-ai/uv.lock";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "no corpus lock " << path;
   auto r = load_lock(path, linux64());
   ASSERT_TRUE(r.ok()) << r.status().to_string();

@@ -1,6 +1,7 @@
 // install_wheels on hand-built wheel trees (the layout cache/ extracts a .whl into), plus the
 // text kernels against pip 23 / distlib output captured by hand.
 #include "materializer/wheel.h"
+#include "tests/corpus.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -475,9 +476,7 @@ TEST(WheelText, MetadataFields) {
 // MAT_WHEEL_KEEP=DIR keeps the prefixes (DIR/<wheel>/) for comparing with pip by hand.
 
 TEST(WheelCorpus, InstallsEveryWheelTheCacheAccepts) {
-  const char* env = std::getenv("MAT_CORPUS_DIR");
-  std::string dir = env && *env ? env : std::string(MAT_SOURCE_DIR) + "/../shared/corpus";
-  dir += "/wheels";
+  std::string dir = testing_corpus::corpus_dir() + "/wheels";
   if (!is_dir(dir)) GTEST_SKIP() << "no corpus at " << dir;
   ASSERT_NE(std::setlocale(LC_CTYPE, "C.UTF-8"), nullptr);
   const char* keep = std::getenv("MAT_WHEEL_KEEP");

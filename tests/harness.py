@@ -153,20 +153,25 @@ def render_file(src, dest, mapping):
     return dest
 
 
-_FIXTURES = None
+_GENERATED = {}
 
 
-def fixtures():
-    """Fixtures generated once per process into a temp dir (removed at exit)."""
-    global _FIXTURES
-    if _FIXTURES is None:
-        root = tempfile.mkdtemp(prefix="mat-fixtures-")
+def _generated_once(key, generate, wrap):
+    """`generate(root)` once per process into a temp dir (removed at exit unless
+    MAT_KEEP_TMP=1); returns `wrap(root)`, cached under `key`."""
+    if key not in _GENERATED:
+        root = tempfile.mkdtemp(prefix=f"mat-{key}-")
         if os.environ.get("MAT_KEEP_TMP") != "1":
             import atexit
             atexit.register(shutil.rmtree, root, True)
-        gen_fixtures.generate(root)
-        _FIXTURES = Fixtures(root)
-    return _FIXTURES
+        generate(root)
+        _GENERATED[key] = wrap(root)
+    return _GENERATED[key]
+
+
+def fixtures():
+    """Conda fixtures generated once per process into a temp dir (removed at exit)."""
+    return _generated_once("fixtures", gen_fixtures.generate, Fixtures)
 
 
 # ---------------------------------------------------------------------------------------
@@ -936,20 +941,9 @@ class WheelFixtures:
         return [f"{n}=={d['version']}" for n, d in self.dists().items()]
 
 
-_WHEEL_FIXTURES = None
-
-
 def wheel_fixtures():
     """Wheel fixtures generated once per process into a temp dir (removed at exit)."""
-    global _WHEEL_FIXTURES
-    if _WHEEL_FIXTURES is None:
-        root = tempfile.mkdtemp(prefix="mat-wheels-")
-        if os.environ.get("MAT_KEEP_TMP") != "1":
-            import atexit
-            atexit.register(shutil.rmtree, root, True)
-        gen_wheels.generate(root)
-        _WHEEL_FIXTURES = WheelFixtures(root)
-    return _WHEEL_FIXTURES
+    return _generated_once("wheels", gen_wheels.generate, WheelFixtures)
 
 
 # --- the pip oracle ---------------------------------------------------------------------
