@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <langinfo.h>
 #include <sys/stat.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <numeric>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -30,6 +33,12 @@ constexpr size_t kBufferSize = 256 * 1024;
 constexpr size_t kReadBlock = 128 * 1024;
 // Symlink hops followed when checking a target (the kernel's limit is 40).
 constexpr int kMaxSymlinkHops = 40;
+// Wheels with at least this many uncompressed bytes are extracted by several readers at once
+// (members split into groups of about equal size), so one big wheel is not a serial long pole.
+constexpr int64_t kParallelWheelBytes = 8 << 20;
+// Bytes per reader below which another reader does not pay for itself.
+constexpr int64_t kBytesPerWheelReader = 4 << 20;
+constexpr int kMaxWheelReaders = 8;
 
 bool valid_utf8(std::string_view s) {
   size_t i = 0;
@@ -137,6 +146,19 @@ class Extractor {
 
   // Extracts every member of `a`; `where` names the archive (and inner tar) in messages.
   Status extract_all(archive* a, const std::string& where);
+  // Restricts extract_all() to the members whose index (0-based, in archive order) has
+  // take[index] set, and marks the tree as shared with other Extractors filling it at the same
+  // time: a directory that appears meanwhile is not an error. The caller has checked that
+  // no name is both a file and a directory, and that no file name repeats (list_wheel()).
+  void share_tree(std::vector<bool> take) {
+    take_ = std::move(take);
+    shared_tree_ = true;
+  }
+  // Merges what `other` extracted into the same tree (see share_tree()).
+  void absorb(Extractor&& other) {
+    m_.merge(other.m_);
+    sha256_.merge(other.sha256_);
+  }
   // Checks every symlink against the complete tree (a later link can change what an earlier
   // target resolves through).
   Status finish(const std::string& where) const;
@@ -177,6 +199,8 @@ class Extractor {
   Fs& fs_;
   ExtractScratch& scratch_;
   bool wheel_ = false;
+  bool shared_tree_ = false;
+  std::vector<bool> take_;  // empty = every member
   Manifest m_;
   std::map<std::string, std::string> sha256_;  // wheels: path -> "sha256=<b64>" of its bytes
   std::string cached_dir_;  // the directory cached_fd_ refers to ("" = none cached)
@@ -184,10 +208,13 @@ class Extractor {
 };
 
 Status Extractor::extract_all(archive* a, const std::string& where) {
-  for (;;) {
+  for (size_t index = 0;; ++index) {
     archive_entry* e = nullptr;
     int r = archive_read_next_header(a, &e);
     if (r == ARCHIVE_EOF) return Status::Ok();
+    // Members of other groups: the next header call skips their data (the seekable zip reader
+    // seeks past it without decompressing).
+    if (!take_.empty() && (index >= take_.size() || !take_[index])) continue;
     // ARCHIVE_WARN covers recoverable oddities such as a name libarchive could not convert;
     // a null name is caught in add().
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(where + ": " + archive_error(a));
@@ -221,8 +248,9 @@ Status Extractor::add(archive* a, archive_entry* e, const std::string& where) {
   if (wheel_ && (hardlink || type == AE_IFLNK)) {
     // pip would write a symlink member as a regular file holding the target path; nothing
     // legitimate needs one, and a link is the classic way out of the install directory.
-    return member_error(where, path, hardlink ? "hard link members are not allowed in a wheel"
-                                              : "symlink members are not allowed in a wheel");
+    return member_error(where, path,
+                        hardlink ? "hard link members are not allowed in a wheel"
+                                 : "symlink members are not allowed in a wheel");
   }
   if (hardlink) return add_hardlink(e, path, where);
   switch (type) {
@@ -254,7 +282,7 @@ Result<int> Extractor::parent_fd(const std::string& path, const std::string& whe
     std::string comp(parent.substr(pos, end - pos));
     auto it = m_.find(prefix);
     if (it == m_.end()) {
-      if (::mkdirat(cur_fd, comp.c_str(), 0755) != 0) {
+      if (::mkdirat(cur_fd, comp.c_str(), 0755) != 0 && !(shared_tree_ && errno == EEXIST)) {
         return sys_error(where, prefix, "mkdir", errno);
       }
       m_.emplace(prefix, ManifestEntry{.type = Type::kDir});
@@ -298,7 +326,9 @@ Status Extractor::add_dir(const std::string& path, const std::string& where) {
   }
   MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
   std::string base(split_parent(path).second);
-  if (::mkdirat(dir_fd, base.c_str(), 0755) != 0) return sys_error(where, path, "mkdir", errno);
+  if (::mkdirat(dir_fd, base.c_str(), 0755) != 0 && !(shared_tree_ && errno == EEXIST)) {
+    return sys_error(where, path, "mkdir", errno);
+  }
   m_.emplace(path, ManifestEntry{.type = Type::kDir});
   return Status::Ok();
 }
@@ -551,13 +581,110 @@ Status extract_tar(const std::string& path, const std::string& shown, Extractor&
   return ex.extract_all(a.get(), shown);
 }
 
-Status extract_wheel(const std::string& path, const std::string& shown, Extractor& ex) {
+Result<ArchiveRead> open_wheel(const std::string& path, const std::string& shown) {
   ArchiveRead a(archive_read_new());
   // The seekable reader trusts the central directory, the same index pip and Python's zipfile
   // use; the streaming reader would follow local headers, which may disagree.
   archive_read_support_format_zip_seekable(a.get());
   MAT_RETURN_IF_ERROR(open_file(a.get(), path, shown));
+  return a;
+}
+
+struct WheelMember {
+  size_t index;
+  int64_t size;
+};
+
+// The wheel's members in archive order, from the central directory (no data is read). Rejects
+// what extractors working side by side could not see: a repeated file name, and a name that is
+// a file and also the parent directory of another member. Names that fail other checks are
+// left to the extractor that takes them, for the same messages as a serial extraction.
+Result<std::vector<WheelMember>> list_wheel(const std::string& path, const std::string& shown) {
+  MAT_ASSIGN_OR_RETURN(ArchiveRead a, open_wheel(path, shown));
+  std::vector<WheelMember> out;
+  std::set<std::string> files, dirs;
+  std::string name;
+  for (size_t index = 0;; ++index) {
+    archive_entry* e = nullptr;
+    int r = archive_read_next_header(a.get(), &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(shown + ": " + archive_error(a.get()));
+    const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
+    int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+    out.push_back({index, std::max<int64_t>(size, 0)});
+    if (!raw || normalize_name(raw, &name) != nullptr || name.empty()) continue;
+    if (archive_entry_filetype(e) == AE_IFDIR) {
+      dirs.insert(name);
+    } else if (!files.insert(name).second) {
+      return Corrupt(shown + ": member '" + name + "': duplicate member name in the wheel");
+    }
+    for (size_t slash = name.find('/'); slash != std::string::npos;
+         slash = name.find('/', slash + 1)) {
+      dirs.insert(name.substr(0, slash));
+    }
+  }
+  for (const std::string& d : dirs) {
+    if (files.count(d)) {
+      return Corrupt(shown + ": member '" + d + "': is both a file and a directory in the wheel");
+    }
+  }
+  return out;
+}
+
+// Readers for a wheel of `total` uncompressed bytes: 1 below kParallelWheelBytes or without
+// spare threads in the arena.
+int wheel_readers(int64_t total) {
+  if (total < kParallelWheelBytes) return 1;
+  int threads = tbb::this_task_arena::max_concurrency();
+  int64_t by_size = total / kBytesPerWheelReader;
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>({threads, kMaxWheelReaders, by_size})));
+}
+
+Status extract_wheel_serial(const std::string& path, const std::string& shown, Extractor& ex) {
+  MAT_ASSIGN_OR_RETURN(ArchiveRead a, open_wheel(path, shown));
   return ex.extract_all(a.get(), shown);
+}
+
+// Big wheels: the members are split into groups of about equal size, each extracted into the
+// same tree by its own reader, Extractor and scratch, in parallel; the results are merged into
+// `ex`, which then checks RECORD over the whole tree as usual. The loop runs isolated: while
+// this thread waits for the other groups it runs only this wheel's tasks, never another
+// package's (whose extraction would re-enter this thread's scratch).
+Status extract_wheel(const std::string& path, const std::string& shown, Extractor& ex, int root_fd,
+                     Fs& fs) {
+  MAT_ASSIGN_OR_RETURN(std::vector<WheelMember> members, list_wheel(path, shown));
+  int64_t total = 0;
+  for (const WheelMember& m : members) total += m.size;
+  int groups = wheel_readers(total);
+  if (groups <= 1) return extract_wheel_serial(path, shown, ex);
+
+  // Largest first into the lightest group.
+  std::vector<WheelMember> by_size = members;
+  std::stable_sort(by_size.begin(), by_size.end(),
+                   [](const WheelMember& a, const WheelMember& b) { return a.size > b.size; });
+  std::vector<std::vector<bool>> take(groups, std::vector<bool>(members.size(), false));
+  std::vector<int64_t> load(groups, 0);
+  for (const WheelMember& m : by_size) {
+    size_t g = std::min_element(load.begin(), load.end()) - load.begin();
+    take[g][m.index] = true;
+    load[g] += m.size;
+  }
+  std::vector<std::unique_ptr<ExtractScratch>> scratches;
+  std::vector<std::unique_ptr<Extractor>> parts;
+  for (int g = 0; g < groups; ++g) {
+    scratches.push_back(std::make_unique<ExtractScratch>());
+    parts.push_back(std::make_unique<Extractor>(root_fd, fs, *scratches.back(), /*wheel=*/true));
+    parts.back()->share_tree(std::move(take[g]));
+  }
+  std::vector<Status> results(groups);
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(0, groups,
+                      [&](int g) { results[g] = extract_wheel_serial(path, shown, *parts[g]); });
+  });
+  for (const Status& st : results) MAT_RETURN_IF_ERROR(st);
+  for (auto& part : parts) ex.absorb(std::move(*part));
+  return Status::Ok();
 }
 
 // Feeds an inner tar.zst from the outer zip's current member, zero-copy.
@@ -699,7 +826,7 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
       MAT_RETURN_IF_ERROR(extract_tar(archive_path, shown, ex));
       break;
     case ArchiveFormat::kWheel:
-      MAT_RETURN_IF_ERROR(extract_wheel(archive_path, shown, ex));
+      MAT_RETURN_IF_ERROR(extract_wheel(archive_path, shown, ex, root.get(), fs));
       break;
   }
   MAT_RETURN_IF_ERROR(ex.finish(shown));

@@ -73,8 +73,10 @@ class ExtractScratch {
 // Errors: kCorrupt (damaged or malicious archive; message names the archive file, the inner
 // tar for .conda, the member and the reason), kNoSpace, kIo, kInternal (locale, see above).
 // On error `dest_dir` holds partial output; the caller removes it.
-// Thread safety: concurrent calls are fine with distinct `scratch` objects. Runs no TBB
-// algorithms inside, so a scratch is never re-entered on the same thread.
+// Thread safety: concurrent calls are fine with distinct `scratch` objects. A wheel of 8 MB or
+// more (uncompressed) is extracted by several readers at once on the caller's TBB arena, inside
+// this_task_arena::isolate() and with scratch objects of their own, so the calling thread never
+// picks up another package's task meanwhile and `scratch` is never re-entered.
 Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat f,
                                  const std::string& dest_dir, Fs& fs, ExtractScratch& scratch);
 

@@ -1,6 +1,7 @@
 #include "cache/extract.h"
 
 #include <gtest/gtest.h>
+#include <tbb/task_arena.h>
 
 #include <clocale>
 
@@ -172,6 +173,108 @@ TEST_F(ExtractTest, WheelExtractsDeflatedMembersAndModes) {
   EXPECT_EQ(testing::slurp(pkg("pkg/__init__.py")), "print(1)\n");
   EXPECT_EQ(testing::file_mode(pkg("pkg-1.0.data/scripts/run")) & 0777, 0755u);
   EXPECT_GT(r->at("pkg-1.0.dist-info/RECORD").size, 0);
+}
+
+// A wheel big enough (>= 8 MB uncompressed) to be split across several readers: 24 members of
+// 0.5-1 MB of pseudo-random bytes in nested directories, plus small ones.
+const std::vector<Member>& big_wheel_members() {
+  static const std::vector<Member> cached = [] {
+    std::vector<Member> members = {{"big/", 'd', "", "", 0755}};
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 24; ++i) {
+      std::string data((512 << 10) + i * 23456, '\0');
+      for (char& c : data) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        c = static_cast<char>(x % 61);  // deflates a little
+      }
+      std::string dir = "big/sub" + std::to_string(i % 5) + "/deep" + std::to_string(i % 3) + "/";
+      members.push_back(
+          {dir + "part" + std::to_string(i) + ".so", 'f', data, "", i % 2 ? 0755 : 0644});
+    }
+    for (int i = 0; i < 40; ++i) {
+      members.push_back({"big/sub" + std::to_string(i % 5) + "/m" + std::to_string(i) + ".py", 'f',
+                         "x = " + std::to_string(i) + "\n"});
+    }
+    return members;
+  }();
+  return cached;
+}
+
+const std::string& big_wheel() {
+  static const std::string whl = testing::make_wheel(big_wheel_members(), "big-1.0.dist-info");
+  return whl;
+}
+
+TEST_F(ExtractTest, BigWheelSplitAcrossReadersMatchesOneReader) {
+  const std::string& whl = big_wheel();
+  std::string path = dir_ / "big-1.0-py3-none-any.whl";
+  testing::write_bytes(path, whl);
+  for (int threads : {1, 2, 4}) {
+    std::string dest = dir_ / ("t" + std::to_string(threads));
+    ASSERT_TRUE(make_dirs(dest).ok());
+    Result<Manifest> r = Internal("not run");
+    tbb::task_arena arena(threads);
+    arena.execute(
+        [&] { r = extract_archive(path, ArchiveFormat::kWheel, dest, posix_fs(), scratch_); });
+    ASSERT_TRUE(r.ok()) << threads << ": " << r.status().to_string();
+    auto serial = extract_bytes("big-1.0-py3-none-any.whl", whl);  // outside any arena: 2 cores
+    ASSERT_TRUE(serial.ok()) << serial.status().to_string();
+    EXPECT_EQ(*r, *serial) << threads;
+    EXPECT_EQ(r->size(), 1u + 5 + 15 + 24 + 40 + 1 + 1);  // dirs, parts, .py, dist-info + RECORD
+    EXPECT_EQ(testing::slurp(dest + "/big/sub3/deep0/part3.so"),
+              testing::slurp(pkg("big/sub3/deep0/part3.so")));
+    EXPECT_EQ(testing::file_mode(dest + "/big/sub1/deep1/part1.so") & 0777, 0755u);
+    ASSERT_TRUE(remove_all(dest_).ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+  }
+}
+
+TEST_F(ExtractTest, BigWheelWithTamperedMemberIsRejected) {
+  std::vector<Member> members = big_wheel_members();
+  // Same RECORD, one member's bytes changed after the fact.
+  members[7].data[1000] ^= 1;
+  std::vector<RecordRow> rows;
+  for (const auto& m : big_wheel_members()) {
+    if (m.type == 'f')
+      rows.push_back({m.name, record_hash_of(m.data), std::to_string(m.data.size())});
+  }
+  rows.push_back({"big-1.0.dist-info/RECORD", "", ""});
+  members.push_back({"big-1.0.dist-info/RECORD", 'f', format_record(rows)});
+  tbb::task_arena arena(2);
+  Result<Manifest> r = Internal("not run");
+  arena.execute(
+      [&] { r = extract_bytes("big-1.0-py3-none-any.whl", testing::make_zip(members, true)); });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().to_string();
+  EXPECT_NE(r.status().message().find(members[7].name + ": sha256 mismatch with RECORD"),
+            std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(ExtractTest, BigWheelDuplicateOrFileDirClashIsRejectedBeforeWriting) {
+  tbb::task_arena arena(2);
+  {
+    std::vector<Member> members = big_wheel_members();
+    members.push_back(members[3]);  // same name twice
+    Result<Manifest> r = Internal("not run");
+    arena.execute([&] {
+      r = extract_bytes("big-1.0-py3-none-any.whl",
+                        testing::make_wheel(members, "big-1.0.dist-info"));
+    });
+    expect_rejected(r, "duplicate member name");
+    EXPECT_TRUE(testing::list(dest_).empty());
+  }
+  {
+    std::vector<Member> members = big_wheel_members();
+    members.push_back({"big/sub2", 'f', "a file where a directory is"});
+    Result<Manifest> r = Internal("not run");
+    arena.execute([&] {
+      r = extract_bytes("big-1.0-py3-none-any.whl",
+                        testing::make_wheel(members, "big-1.0.dist-info"));
+    });
+    expect_rejected(r, "'big/sub2': is both a file and a directory");
+    EXPECT_TRUE(testing::list(dest_).empty());
+  }
 }
 
 TEST_F(ExtractTest, HardLinkToEarlierFileIsLinked) {
