@@ -8,6 +8,7 @@
 // exactly one TBB task, so no slot is ever written by two threads at once.
 #include "materializer/install.h"
 
+#include <tbb/concurrent_priority_queue.h>
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 #include <unistd.h>
@@ -174,6 +175,16 @@ class Pipeline {
   }
 
  private:
+  // A package whose archive is ready to publish (downloaded) or extract (found in the cache).
+  struct Ready {
+    int64_t size = 0;
+    size_t index = 0;
+    bool publish = false;
+    bool operator<(const Ready& o) const {
+      return size != o.size ? size < o.size : index > o.index;
+    }
+  };
+
   // Fills key/format; returns false (status set) if the entry cannot be handled.
   bool init_state(size_t i) {
     PkgState& s = states_[i];
@@ -187,9 +198,9 @@ class Pipeline {
     auto fmt = cache::format_from_name(r.file_name);
     bool wheel = fmt && *fmt == cache::ArchiveFormat::kWheel;
     if (!fmt || wheel != (r.kind == PackageKind::kPypi)) {
-      s.status = InvalidInput("'" + r.file_name + "' is not a " +
-                              (r.kind == PackageKind::kPypi ? "wheel (.whl)"
-                                                            : "conda package (.conda or .tar.bz2)"));
+      s.status = InvalidInput(
+          "'" + r.file_name + "' is not a " +
+          (r.kind == PackageKind::kPypi ? "wheel (.whl)" : "conda package (.conda or .tar.bz2)"));
       return false;
     }
     s.format = *fmt;
@@ -226,9 +237,8 @@ class Pipeline {
     fo.ca_bundle = opts_.ca_bundle;
     fo.offline = opts_.offline;
     auto t0 = Clock::now();
-    auto fetcher = fetch::Fetcher::create(fo, [&](fetch::FetchResult&& r) {
-      on_fetched(std::move(r), latch);
-    });
+    auto fetcher = fetch::Fetcher::create(
+        fo, [&](fetch::FetchResult&& r) { on_fetched(std::move(r), latch); });
     if (!fetcher.ok()) return fetcher.status();
     int64_t dl_count = 0, dl_bytes = 0;
     for (size_t i : todo) {
@@ -236,10 +246,7 @@ class Pipeline {
       if (auto archive = store_.find_archive(s.key, s.format)) {
         s.archive_path = *archive;  // downloaded earlier, never extracted: extract only
         latch.add();
-        arena_.enqueue([this, i, &latch] {
-          extract(i);
-          latch.done();
-        });
+        schedule(i, /*publish=*/false, latch);
         continue;
       }
       auto pending = store_.begin_archive(s.key, s.format);
@@ -273,8 +280,9 @@ class Pipeline {
     size_t i = static_cast<size_t>(r.id);
     PkgState& s = states_[i];
     auto done_at = Clock::now();
-    trace_.add_download(s.ref->name, done_at - std::chrono::duration_cast<Clock::duration>(
-                                                   std::chrono::duration<double>(r.seconds)),
+    trace_.add_download(s.ref->name,
+                        done_at - std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(r.seconds)),
                         done_at);
     s.download_s = r.seconds;
     s.attempts = r.attempts;
@@ -295,8 +303,25 @@ class Pipeline {
     downloaded_bytes += r.bytes;  // fetch thread only
     progress_.detail("downloaded " + label(*s.ref) + " (" + human_bytes(r.bytes) + ", HTTP/" +
                      r.http_version + ")");
-    arena_.enqueue([this, i, &latch] {
-      PkgState& ps = states_[i];
+    schedule(i, /*publish=*/true, latch);
+  }
+
+  // Queues package i's publish (when `publish`) and extraction. Workers take the largest ready
+  // package first, whatever order the downloads finished in: HTTP/2 interleaves the transfers,
+  // so the small ones land first, and a big package left for last would be a serial tail.
+  void schedule(size_t i, bool publish, TaskLatch& latch) {
+    ready_.push(Ready{states_[i].ref->size, i, publish});
+    arena_.enqueue([this, &latch] {
+      Ready r;
+      bool popped = ready_.try_pop(r);  // one push per enqueue: never empty here
+      if (popped) run_ready(r);
+      latch.done();
+    });
+  }
+
+  void run_ready(const Ready& r) {
+    PkgState& ps = states_[r.index];
+    if (r.publish) {
       auto t_pub = Clock::now();
       auto published = ps.pending->publish();
       ps.pending.reset();
@@ -304,12 +329,11 @@ class Pipeline {
       if (!published.ok()) {
         ps.status = published.status();
         ps.lock.release();
-      } else {
-        ps.archive_path = *published;
-        extract(i);
+        return;
       }
-      latch.done();
-    });
+      ps.archive_path = *published;
+    }
+    extract(r.index);
   }
 
   static Status verify_digests(const PackageRef& ref, const fetch::FetchResult& r) {
@@ -356,6 +380,7 @@ class Pipeline {
   tbb::task_arena& arena_;
   Trace& trace_;
   std::vector<PkgState> states_;
+  tbb::concurrent_priority_queue<Ready> ready_;  // largest on top
 };
 
 std::string python_version_of(const LockFile& lock, const std::string& override_version) {
@@ -376,10 +401,10 @@ void print_plan(const std::vector<PackageRef>& plan, const std::string& cache_di
                 const pypi::TargetPython* target) {
   auto store = cache::Store::open(cache_dir);
   if (target) {
-    std::printf("target: %s %s (%s), %s\n", target->implementation.c_str(),
-                target->full_version.empty() ? target->version.c_str()
-                                             : target->full_version.c_str(),
-                target->abi.c_str(), target->platform.c_str());
+    std::printf(
+        "target: %s %s (%s), %s\n", target->implementation.c_str(),
+        target->full_version.empty() ? target->version.c_str() : target->full_version.c_str(),
+        target->abi.c_str(), target->platform.c_str());
   }
   for (const auto& r : plan) {
     cache::Key key{r.sha256.empty() ? HashKind::kMd5 : HashKind::kSha256,
@@ -449,9 +474,8 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
     pkgs.push_back(std::move(p));
   }
   j["packages"] = std::move(pkgs);
-  j["totals"] = {{"packages", states.size()},
-                 {"cache_hits", hits},
-                 {"downloaded_bytes", downloaded_bytes}};
+  j["totals"] = {
+      {"packages", states.size()}, {"cache_hits", hits}, {"downloaded_bytes", downloaded_bytes}};
   j["stages"] = {
       {"download", {{"seconds", dl_wall}, {"bytes", downloaded_bytes}, {"sum_seconds", dl_sum}}},
       {"fetch_extract", {{"seconds", fx_wall}}},
@@ -513,8 +537,10 @@ int run_install(const InstallOptions& in) {
   const std::string input_hash = install_input_hash(*lock_bytes, opts);
   if (installing && !opts.force && !opts.dry_run && stamp_matches(opts.prefix, input_hash)) {
     if (opts.verbosity > 0) {
-      std::fprintf(stderr, "%s is already materialized from this lock: nothing to do (%.3f s; "
-                   "--force reinstalls)\n", opts.prefix.c_str(), seconds_since(t0));
+      std::fprintf(stderr,
+                   "%s is already materialized from this lock: nothing to do (%.3f s; "
+                   "--force reinstalls)\n",
+                   opts.prefix.c_str(), seconds_since(t0));
     }
     return finish(opts, nullptr, no_states, 0, t0, 0, 0, 0, 0, "noop");
   }
@@ -647,8 +673,7 @@ int run_install(const InstallOptions& in) {
   }
   if (!pre.ok()) {
     progress.stop();
-    std::fprintf(stderr, "error: preparing %s: %s\n", opts.prefix.c_str(),
-                 pre.to_string().c_str());
+    std::fprintf(stderr, "error: preparing %s: %s\n", opts.prefix.c_str(), pre.to_string().c_str());
     return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
                   pipe.downloaded_bytes, "");
   }
@@ -764,17 +789,22 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
       return 1;
     }
     if (json) {
-      nlohmann::json j = {{"cache_dir", cache_dir},        {"archives", s->archives},
-                          {"archive_bytes", s->archive_bytes}, {"trees", s->trees},
-                          {"tree_files", s->tree_files},   {"tree_bytes", s->tree_bytes},
+      nlohmann::json j = {{"cache_dir", cache_dir},
+                          {"archives", s->archives},
+                          {"archive_bytes", s->archive_bytes},
+                          {"trees", s->trees},
+                          {"tree_files", s->tree_files},
+                          {"tree_bytes", s->tree_bytes},
                           {"tmp_entries", s->tmp_entries}};
       std::printf("%s\n", j.dump(2).c_str());
     } else {
-      std::printf("cache:     %s\narchives:  %lld (%s)\ntrees:     %lld (%lld files, %s)\ntmp:       %lld\n",
-                  cache_dir.c_str(), static_cast<long long>(s->archives),
-                  human_bytes(s->archive_bytes).c_str(), static_cast<long long>(s->trees),
-                  static_cast<long long>(s->tree_files), human_bytes(s->tree_bytes).c_str(),
-                  static_cast<long long>(s->tmp_entries));
+      std::printf(
+          "cache:     %s\narchives:  %lld (%s)\ntrees:     %lld (%lld files, %s)\ntmp:       "
+          "%lld\n",
+          cache_dir.c_str(), static_cast<long long>(s->archives),
+          human_bytes(s->archive_bytes).c_str(), static_cast<long long>(s->trees),
+          static_cast<long long>(s->tree_files), human_bytes(s->tree_bytes).c_str(),
+          static_cast<long long>(s->tmp_entries));
     }
     return 0;
   }
