@@ -330,15 +330,18 @@ struct RecordOutcome {
   std::vector<std::string> added, removed;
 };
 
+// Records are built and written in parallel (JSON of every path, then write + fsync + rename);
+// the bookkeeping of replaced records and history runs after, in lock order.
 RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOptions& opts,
                             LinkMode mode, std::vector<PackageState>& states) {
   RecordOutcome out;
   std::string meta_dir = path_join(opts.prefix, "conda-meta");
   auto existing = existing_records(meta_dir);
   Fs& fs = opts.fs ? *opts.fs : posix_fs();
-  for (size_t i = 0; i < states.size(); ++i) {
+  std::vector<std::string> file_names(states.size());
+  tbb::parallel_for(size_t{0}, states.size(), [&](size_t i) {
     PackageState& s = states[i];
-    if (s.failed) continue;
+    if (s.failed) return;
     Clock::time_point t0 = Clock::now();
     guarded(s, [&] {
       std::string fn = record_file_name(s.plan);
@@ -346,20 +349,25 @@ RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOpti
       std::string text = build_prefix_record(in).dump(2, ' ', true) + "\n";
       Status st = write_file_atomic(path_join(meta_dir, fn), text, 0644, fs);
       if (!st.ok()) return fail(s, st);
-      const std::vector<std::string>& same_name = existing[s.plan.name];
-      bool had = std::find(same_name.begin(), same_name.end(), fn) != same_name.end();
-      for (std::string& d : remove_stale_records(meta_dir, same_name, fn)) {
-        out.removed.push_back(std::move(d));
-      }
-      if (!had) {
-        std::string channel = inputs[i].ref ? inputs[i].ref->channel : "";
-        std::string subdir =
-            s.plan.subdir.empty() && inputs[i].ref ? inputs[i].ref->subdir : s.plan.subdir;
-        out.added.push_back(
-            history_dist(channel, subdir, s.plan.name, s.plan.version, s.plan.build));
-      }
+      file_names[i] = std::move(fn);
     });
     s.nanos += elapsed_ns(t0);
+  });
+  for (size_t i = 0; i < states.size(); ++i) {
+    PackageState& s = states[i];
+    if (s.failed) continue;
+    const std::string& fn = file_names[i];
+    const std::vector<std::string>& same_name = existing[s.plan.name];
+    bool had = std::find(same_name.begin(), same_name.end(), fn) != same_name.end();
+    for (std::string& d : remove_stale_records(meta_dir, same_name, fn)) {
+      out.removed.push_back(std::move(d));
+    }
+    if (!had) {
+      std::string channel = inputs[i].ref ? inputs[i].ref->channel : "";
+      std::string subdir =
+          s.plan.subdir.empty() && inputs[i].ref ? inputs[i].ref->subdir : s.plan.subdir;
+      out.added.push_back(history_dist(channel, subdir, s.plan.name, s.plan.version, s.plan.build));
+    }
   }
   return out;
 }
