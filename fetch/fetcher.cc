@@ -547,12 +547,61 @@ void global_init() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+namespace {
+
+// Several loops, each a FetcherImpl with its own thread, multi handle and connections. A request
+// goes to the loop with the fewest bytes handed to it so far, so big downloads spread out.
+class ShardedFetcher final : public Fetcher {
+ public:
+  explicit ShardedFetcher(std::vector<std::unique_ptr<Fetcher>> loops)
+      : loops_(std::move(loops)), bytes_(loops_.size(), 0) {}
+
+  void submit(Request req) override {
+    size_t pick = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pick = std::min_element(bytes_.begin(), bytes_.end()) - bytes_.begin();
+      // Unknown sizes count as 1 MiB: enough to spread a list of them round-robin.
+      bytes_[pick] += req.expected_size > 0 ? req.expected_size : (1 << 20);
+    }
+    loops_[pick]->submit(std::move(req));
+  }
+  void cancel() override {
+    for (auto& l : loops_) l->cancel();
+  }
+  void finish() override {
+    for (auto& l : loops_) l->finish();
+  }
+
+ private:
+  std::vector<std::unique_ptr<Fetcher>> loops_;
+  std::mutex mu_;
+  std::vector<int64_t> bytes_;  // GUARDED_BY(mu_): expected bytes submitted per loop
+};
+
+}  // namespace
+
 Result<std::unique_ptr<Fetcher>> Fetcher::create(Options opts,
                                                  std::function<void(FetchResult&&)> on_done) {
   if (opts.max_parallel < 1) return InvalidInput("--max-downloads must be at least 1");
   if (opts.max_retries < 0) return InvalidInput("max_retries must not be negative");
+  if (opts.loops < 1) return InvalidInput("fetch loops must be at least 1");
   if (!on_done) return InvalidInput("Fetcher::create: on_done is empty");
   global_init();
+  if (opts.loops > 1) {
+    int n = std::min(opts.loops, opts.max_parallel);
+    std::vector<std::unique_ptr<Fetcher>> loops;
+    for (int k = 0; k < n; ++k) {
+      Options one = opts;
+      one.loops = 1;
+      // --max-downloads stays the total: split it, the first loops taking the remainder.
+      one.max_parallel = opts.max_parallel / n + (k < opts.max_parallel % n ? 1 : 0);
+      MAT_ASSIGN_OR_RETURN(std::unique_ptr<Fetcher> loop, create(std::move(one), on_done));
+      loops.push_back(std::move(loop));
+    }
+    if (n == 1) return std::move(loops.front());
+    return std::unique_ptr<Fetcher>(std::make_unique<ShardedFetcher>(std::move(loops)));
+  }
 
   std::string ca_bundle = opts.ca_bundle;
   if (ca_bundle.empty()) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "fetch/test_http_server.h"
@@ -324,34 +325,74 @@ TEST_F(FetcherTest, RedirectIsFollowed) {
   EXPECT_EQ(res.effective_url, server_.url("/new"));
 }
 
-TEST_F(FetcherTest, ManyConcurrentRequestsAllComplete) {
+// Submits 200 requests over 25 paths to a fetcher with `loops` event loops; every one must
+// complete exactly once with the right bytes. Returns the number of distinct on_done threads.
+size_t run_many_concurrent(TestHttpServer& server, int loops) {
   constexpr int kPaths = 25;
   constexpr int kRequests = 200;
   std::vector<std::string> bodies;
   for (int i = 0; i < kPaths; ++i) {
     bodies.push_back(make_body(1000 + 937 * i, 100 + i));
-    server_.route("/p" + std::to_string(i), [&bodies, i](int) { return ok_reply(bodies[i]); });
+    server.route("/p" + std::to_string(i), [&bodies, i](int) { return ok_reply(bodies[i]); });
   }
-  Options o = fast_options();
+  Collector collector;
+  std::mutex mu;
+  std::set<std::thread::id> threads;  // GUARDED_BY(mu)
+  Options o;
   o.max_parallel = 8;
-  auto f = make(o);
+  o.max_retries = 3;
+  o.backoff_initial_s = 0.001;
+  o.loops = loops;
+  auto made = Fetcher::create(o, [&](FetchResult&& r) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      threads.insert(std::this_thread::get_id());
+    }
+    collector.callback()(std::move(r));
+  });
+  EXPECT_TRUE(made.ok()) << made.status().to_string();
+  if (!made.ok()) return 0;
+  auto& f = *made;
   std::vector<std::shared_ptr<SinkLog>> logs;
   for (int i = 0; i < kRequests; ++i) {
     logs.push_back(std::make_shared<SinkLog>());
-    f->submit(request(server_.url("/p" + std::to_string(i % kPaths)), logs.back(),
-                      static_cast<uint64_t>(i)));
+    Request r;
+    r.url = server.url("/p" + std::to_string(i % kPaths));
+    r.sink = std::make_unique<StringSink>(logs.back());
+    r.id = static_cast<uint64_t>(i);
+    r.expected_size = static_cast<int64_t>(bodies[i % kPaths].size());
+    f->submit(std::move(r));
   }
   f->finish();
-  std::lock_guard<std::mutex> lock(collector_.mu);
-  ASSERT_EQ(collector_.results.size(), static_cast<size_t>(kRequests));
+  std::lock_guard<std::mutex> lock(collector.mu);
+  EXPECT_EQ(collector.results.size(), static_cast<size_t>(kRequests));
   for (int i = 0; i < kRequests; ++i) {
-    const FetchResult& r = collector_.results[static_cast<uint64_t>(i)];
-    EXPECT_EQ(collector_.calls[static_cast<uint64_t>(i)], 1);
-    ASSERT_TRUE(r.status.ok()) << i << ": " << r.status.to_string();
+    const FetchResult& r = collector.results[static_cast<uint64_t>(i)];
+    EXPECT_EQ(collector.calls[static_cast<uint64_t>(i)], 1);
+    EXPECT_TRUE(r.status.ok()) << i << ": " << r.status.to_string();
     EXPECT_EQ(r.sha256, sha256_hex(bodies[i % kPaths])) << i;
     EXPECT_EQ(logs[i]->data, bodies[i % kPaths]) << i;
   }
-  EXPECT_EQ(server_.total_hits(), kRequests);
+  std::lock_guard<std::mutex> tl(mu);
+  return threads.size();
+}
+
+TEST_F(FetcherTest, ManyConcurrentRequestsAllComplete) {
+  EXPECT_EQ(run_many_concurrent(server_, 1), 1u);
+  EXPECT_EQ(server_.total_hits(), 200);
+}
+
+TEST_F(FetcherTest, SeveralLoopsShareTheRequests) {
+  EXPECT_EQ(run_many_concurrent(server_, 3), 3u);  // spread by expected size over all 3
+  EXPECT_EQ(server_.total_hits(), 200);
+}
+
+TEST_F(FetcherTest, ZeroLoopsIsInvalid) {
+  Options o = fast_options();
+  o.loops = 0;
+  auto f = Fetcher::create(o, collector_.callback());
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), Code::kInvalidInput);
 }
 
 TEST_F(FetcherTest, FileUrlIsFetched) {
@@ -423,11 +464,14 @@ TEST_F(FetcherTest, SinkNoSpaceIsPropagatedAndNotRetried) {
   EXPECT_EQ(log->finishes, 0);
 }
 
-TEST_F(FetcherTest, CancelCompletesEverythingWithCancelled) {
+class FetcherCancelTest : public FetcherTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(FetcherCancelTest, CancelCompletesEverythingWithCancelled) {
   // ~10 s per body if nobody cancels.
   server_.route("/slow", [](int) { return Reply{200, std::string(1 << 20, 's'), {}, -1, 10}; });
   Options o = fast_options();
   o.max_parallel = 3;
+  o.loops = GetParam();
   auto f = make(o);
   constexpr int kRequests = 12;
   std::vector<std::shared_ptr<SinkLog>> logs;
@@ -454,6 +498,8 @@ TEST_F(FetcherTest, CancelCompletesEverythingWithCancelled) {
     EXPECT_EQ(log->finishes, 0);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Loops, FetcherCancelTest, ::testing::Values(1, 2));
 
 TEST_F(FetcherTest, BackoffWaitsOnATimerAndIsCancellable) {
   server_.route("/down", [](int) { return status_reply(503); });

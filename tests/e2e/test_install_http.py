@@ -125,7 +125,8 @@ class InstallHttpTest(harness.MaterializerTestCase):
     def test_thread_counts(self):
         with harness.HttpServer(self.fx.root) as srv:
             lock = self.fx.render_lock("explicit.txt", srv.url + "/channel", self.tmp)
-            for jobs, downloads in (("1", "1"), ("8", "16")):
+            # --jobs 13 runs three fetch loops (one per 6 jobs), each with its own connection
+            for jobs, downloads in (("1", "1"), ("8", "16"), ("13", "5")):
                 with self.subTest(jobs=jobs):
                     prefix = self.path(f"env-j{jobs}")
                     cp = self.install(lock, prefix, self.path(f"cache-j{jobs}"), "--jobs", jobs,
