@@ -686,6 +686,11 @@ int run_install(const InstallOptions& in) {
   if (n_conda > 0) {
     arena.execute([&] { summary = link_packages(inputs, lo); });
     trace.add("link conda packages", "stage", t_link, Clock::now(), Trace::kMainLane);
+    if (summary.ok()) {
+      for (const LinkPhase& ph : summary->phases) {
+        trace.add(std::string("link: ") + ph.name, "stage", ph.start, ph.end, Trace::kMainLane);
+      }
+    }
   } else {
     LinkSummary empty;
     empty.complete = true;

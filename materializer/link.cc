@@ -434,10 +434,18 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   MAT_ASSIGN_OR_RETURN(UniqueFd prefix_fd, prepare_prefix(opts));
   std::vector<PackageState> states(inputs.size());
 
-  plan_all(inputs, opts, states);  // 1. plan (parallel)
-  resolve_clobbers(states);        // 2. clobber (serial, lock order)
   LinkSummary summary;
+  Clock::time_point mark = Clock::now();
+  auto phase_done = [&](const char* name) {
+    Clock::time_point now = Clock::now();
+    summary.phases.push_back(LinkPhase{name, mark, now});
+    mark = now;
+  };
+  plan_all(inputs, opts, states);  // 1. plan (parallel)
+  phase_done("plan");
+  resolve_clobbers(states);        // 2. clobber (serial, lock order)
   summary.mode_used = choose_mode(opts, inputs, states, prefix_fd.get());
+  phase_done("clobbers");
   OpContext ctx;
   ctx.prefix_fd = prefix_fd.get();
   ctx.prefix = opts.prefix;
@@ -445,9 +453,12 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   ctx.forced = opts.mode != LinkMode::kAuto;
   ctx.fs = opts.fs ? opts.fs : &posix_fs();
   create_directories(ctx, inputs, states);  // 3a. directories (parallel per depth)
-  link_all(inputs, opts, ctx, states);      // 3b. files (parallel over all paths)
+  phase_done("directories");
+  link_all(inputs, opts, ctx, states);  // 3b. files (parallel over all paths)
+  phase_done("files");
   RecordOutcome rec = write_records(inputs, opts, summary.mode_used, states);  // 4. records
   MAT_RETURN_IF_ERROR(append_history(opts, rec));
+  phase_done("records");
 
   summary.complete = true;
   std::string failures;

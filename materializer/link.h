@@ -25,6 +25,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -75,8 +76,16 @@ struct LinkResult {
   std::vector<std::string> warnings;  // clobbers etc.
 };
 
+// One pass of link_packages(), for the report and the trace: "plan", "clobbers",
+// "directories", "files", "records".
+struct LinkPhase {
+  const char* name;
+  std::chrono::steady_clock::time_point start, end;
+};
+
 struct LinkSummary {
   LinkMode mode_used = LinkMode::kAuto;
+  std::vector<LinkPhase> phases;  // in order
   std::vector<LinkResult> results;  // results[i] for inputs[i]
   bool complete = false;            // every package linked and recorded
 };

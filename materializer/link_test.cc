@@ -655,5 +655,49 @@ TEST_F(LinkTest, PathEscapingThePrefixIsCorrupt) {
   EXPECT_FALSE(path_exists(root_ + "/outside"));
 }
 
+TEST_F(LinkTest, MalformedPathsJsonIsCorruptAndSaysWhat) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"{\"paths\": [", "malformed metadata"},
+      {"[1, 2]", "not a JSON object"},
+      {"{\"paths\": 3}", "'paths' is not a list"},
+      {"{\"paths\": [7]}", "not an object"},
+      {"{\"paths\": [{\"path_type\": \"hardlink\"}]}", "no string '_path'"},
+      {"{\"paths\": [{\"_path\": \"a\", \"path_type\": \"fifo\"}]}", "unknown path_type"},
+  };
+  int n = 0;
+  for (const auto& [text, want] : cases) {
+    std::string name = "bad" + std::to_string(n++);
+    Tree tr = tree(name, "1", "0");
+    tr.file("lib/ok", "x");
+    tr.finish();
+    tr.info("paths.json", text);
+    std::vector<LinkInput> in = {input(tr, ref(name, "1", "0"))};
+    Result<LinkSummary> s = link_packages(in, options());
+    ASSERT_TRUE(s.ok()) << text;
+    EXPECT_EQ(s->results[0].status.code(), Code::kCorrupt) << text;
+    EXPECT_NE(s->results[0].status.message().find(want), std::string::npos)
+        << text << " -> " << s->results[0].status.message();
+    EXPECT_NE(s->results[0].status.message().find("paths.json"), std::string::npos)
+        << s->results[0].status.message();
+  }
+}
+
+TEST_F(LinkTest, PathsJsonFieldsOfOtherTypesAreTolerated) {
+  // conda reads these with dict.get(); a number where a string is expected is kept as its text.
+  Tree tr = tree("odd", "1", "0");
+  tr.file("lib/ok", "x");
+  tr.finish();
+  json paths = {{"paths_version", 1},
+                {"paths",
+                 {{{"_path", "lib/ok"}, {"path_type", nullptr}, {"sha256", 12},
+                   {"size_in_bytes", 1}, {"no_link", false}}}}};
+  tr.info("paths.json", paths.dump());
+  std::vector<LinkInput> in = {input(tr, ref("odd", "1", "0"))};
+  Result<LinkSummary> s = link_packages(in, options());
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->results[0].status.ok()) << s->results[0].status.to_string();
+  EXPECT_EQ(slurp(prefix_ + "/lib/ok"), "x");
+}
+
 }  // namespace
 }  // namespace mat
