@@ -1,11 +1,13 @@
 // Google Benchmark cases for the hot kernels: hashing (SHA-256, MD5, XXH3), prefix replacement
-// (text, binary), zstd decoding, extraction of .conda / .tar.bz2 packages into a cache tree, and
-// linking a package tree into a prefix.
+// (text, binary), zstd decoding, bzip2 decoding (libbz2 serial, block-parallel), extraction of
+// .conda / .tar.bz2 packages into a cache tree, and linking a package tree into a prefix.
 //
 //   ./build/release/bench/mat_bench --benchmark_min_time=0.2
 #include <archive.h>
 #include <archive_entry.h>
 #include <benchmark/benchmark.h>
+#include <bzlib.h>
+#include <tbb/task_arena.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/bz2_parallel.h"
 #include "cache/store.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
@@ -111,6 +114,109 @@ void BM_ZstdDecode(benchmark::State& state) {
   state.counters["ratio"] = static_cast<double>(data.size()) / static_cast<double>(comp.size());
 }
 BENCHMARK(BM_ZstdDecode);
+
+// ~20 MB shaped like a package's payload: 256 kB pieces of binary-like bytes (~3:1), text
+// (~5:1) and incompressible data (compressed wheels, images) in 6:3:1 proportion, bzip2'd at
+// level 9 as conda-build does. Made once; compressing takes ~2 s.
+const std::string& bz2_payload(std::string* plain_out = nullptr) {
+  static std::string plain, comp;
+  if (comp.empty()) {
+    std::mt19937 rng(20);
+    const std::string words = "lib include share python site-packages numpy __init__ def return ";
+    for (uint32_t i = 0; plain.size() < (20 << 20); ++i) {
+      switch (i % 10) {
+        case 0: {
+          for (int k = 0; k < (256 << 10); ++k) plain.push_back(static_cast<char>(rng()));
+          break;
+        }
+        case 1:
+        case 4:
+        case 7: {
+          std::string t;
+          while (t.size() < (256 << 10)) t += words.substr(rng() % 40, 8 + rng() % 16) + "\n";
+          plain += t.substr(0, 256 << 10);
+          break;
+        }
+        default:
+          plain += binary_like(256 << 10, i);
+      }
+    }
+    comp.resize(plain.size() + plain.size() / 50 + 1024);
+    auto n = static_cast<unsigned>(comp.size());
+    BZ2_bzBuffToBuffCompress(comp.data(), &n, plain.data(), static_cast<unsigned>(plain.size()), 9,
+                             0, 0);
+    comp.resize(n);
+  }
+  if (plain_out) *plain_out = plain;
+  return comp;
+}
+
+// libbz2 streaming into 64 kB, as libarchive's bzip2 filter does.
+void BM_Bz2DecodeSerial(benchmark::State& state) {
+  std::string plain;
+  const std::string& comp = bz2_payload(&plain);
+  std::vector<char> out(64 << 10);
+  for (auto _ : state) {
+    bz_stream s{};
+    BZ2_bzDecompressInit(&s, 0, 0);
+    s.next_in = const_cast<char*>(comp.data());
+    s.avail_in = static_cast<unsigned>(comp.size());
+    int64_t total = 0;
+    int rc = BZ_OK;
+    while (rc == BZ_OK) {
+      s.next_out = out.data();
+      s.avail_out = static_cast<unsigned>(out.size());
+      rc = BZ2_bzDecompress(&s);
+      total += static_cast<int64_t>(out.size() - s.avail_out);
+    }
+    BZ2_bzDecompressEnd(&s);
+    if (rc != BZ_STREAM_END || total != static_cast<int64_t>(plain.size())) {
+      state.SkipWithError("libbz2 decode failed");
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * plain.size());
+  state.counters["ratio"] = static_cast<double>(plain.size()) / static_cast<double>(comp.size());
+}
+BENCHMARK(BM_Bz2DecodeSerial)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same input through Bz2ParallelReader in an arena of state.range(0) threads.
+void BM_Bz2DecodeParallel(benchmark::State& state) {
+  std::string plain;
+  const std::string& comp = bz2_payload(&plain);
+  tbb::task_arena arena(static_cast<int>(state.range(0)));
+  std::span<const unsigned char> in(reinterpret_cast<const unsigned char*>(comp.data()),
+                                    comp.size());
+  for (auto _ : state) {
+    int64_t total = 0;
+    bool ok = true;
+    arena.execute([&] {
+      mat::cache::Bz2ParallelReader r(in, "bench.tar.bz2");
+      for (;;) {
+        auto chunk = r.next();
+        if (!chunk.ok() || chunk->empty()) {
+          ok = chunk.ok();
+          break;
+        }
+        total += static_cast<int64_t>(chunk->size());
+      }
+    });
+    if (!ok || total != static_cast<int64_t>(plain.size())) {
+      state.SkipWithError("parallel decode failed");
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * plain.size());
+}
+BENCHMARK(BM_Bz2DecodeParallel)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Finding the block magics at every bit offset; bytes are compressed bytes.
+void BM_Bz2ScanMagics(benchmark::State& state) {
+  const std::string& comp = bz2_payload();
+  std::span<const unsigned char> in(reinterpret_cast<const unsigned char*>(comp.data()),
+                                    comp.size());
+  for (auto _ : state) benchmark::DoNotOptimize(mat::cache::internal::scan_bz2_magics(in));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * comp.size());
+}
+BENCHMARK(BM_Bz2ScanMagics);
 
 // Writes a tar (compressed with `filter`) of `files` files of ~`size` bytes into `out`.
 std::string make_tar(int filter, int files, size_t size, uint32_t seed) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <langinfo.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
@@ -15,10 +16,12 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <span>
 #include <string_view>
 #include <utility>
 
 #include "cache/archive_handle.h"
+#include "cache/bz2_parallel.h"
 #include "cache/wheel_record.h"
 
 namespace mat::cache {
@@ -567,7 +570,76 @@ Status require_ok(int r, const char* what) {
   return Internal(std::string("libarchive lacks built-in ") + what + " support");
 }
 
+// A read-only private mapping of a whole file; empty for an empty file.
+class MappedFile {
+ public:
+  ~MappedFile() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+  }
+  Status map(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus("open " + path, errno);
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat " + path, errno);
+    size_ = static_cast<size_t>(st.st_size);
+    if (size_ == 0) return Status::Ok();
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) return ErrnoStatus("mmap " + path, errno);
+    data_ = p;
+    ::madvise(data_, size_, MADV_SEQUENTIAL);
+    return Status::Ok();
+  }
+  std::span<const unsigned char> bytes() const {
+    return {static_cast<const unsigned char*>(data_), size_};
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Feeds libarchive's tar reader from a Bz2ParallelReader.
+struct Bz2Source {
+  Bz2ParallelReader* reader;
+  Status error;  // the reader's, if it failed
+};
+
+la_ssize_t bz2_read(archive* /*a*/, void* ctx, const void** buf) {
+  auto* src = static_cast<Bz2Source*>(ctx);
+  Result<std::span<const char>> chunk = src->reader->next();
+  if (!chunk.ok()) {
+    src->error = chunk.status();
+    return -1;
+  }
+  *buf = chunk->data();
+  return static_cast<la_ssize_t>(chunk->size());
+}
+
+bool starts_like_bzip2(std::span<const unsigned char> b) {
+  return b.size() >= 4 && b[0] == 'B' && b[1] == 'Z' && b[2] == 'h' && b[3] >= '1' && b[3] <= '9';
+}
+
+// A .tar.bz2 (the usual case) is decoded by Bz2ParallelReader, its blocks in parallel on the
+// caller's arena, and read as a plain tar; anything else goes through libarchive's filters.
 Status extract_tar(const std::string& path, const std::string& shown, Extractor& ex) {
+  MappedFile file;
+  if (Status st = file.map(path); !st.ok()) {
+    if (st.code() == Code::kNotFound) return NotFound(shown + ": " + st.message());
+    return st;
+  }
+  if (starts_like_bzip2(file.bytes())) {
+    Bz2ParallelReader reader(file.bytes(), shown);
+    Bz2Source src{&reader, Status::Ok()};
+    ArchiveRead a(archive_read_new());
+    archive_read_support_format_tar(a.get());
+    if (archive_read_open(a.get(), &src, nullptr, bz2_read, nullptr) != ARCHIVE_OK) {
+      return src.error.ok() ? Corrupt(shown + ": " + archive_error(a.get())) : src.error;
+    }
+    Status st = ex.extract_all(a.get(), shown);
+    // The decoder's own error says more than the tar reader's "truncated input".
+    if (!st.ok() && !src.error.ok()) return src.error;
+    return st;
+  }
   ArchiveRead a(archive_read_new());
   // Real ".tar.bz2" packages are sometimes gzip or plain tar: accept the in-process
   // decompressors, but not support_filter_all(), whose lrzip/lzop/grzip readers run external
