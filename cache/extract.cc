@@ -348,21 +348,42 @@ Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path
       ::openat(dir_fd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd.valid()) return sys_error(where, path, "create", errno);
 
-  std::vector<char>& buf = scratch_.buffer();
   XXH3_state_t* xxh = scratch_.xxh3();
   XXH3_64bits_reset(xxh);
   Hasher& sha = scratch_.sha256();
   if (wheel_) sha.reset();
   int64_t size = 0;
   const std::string shown = where + ": " + path;
+  auto put = [&](const void* data, size_t n) {
+    XXH3_64bits_update(xxh, data, n);
+    if (wheel_) sha.update(data, n);
+    size += static_cast<int64_t>(n);
+    return fs_.write_all(fd.get(), data, n, shown);
+  };
+  // Holes of a sparse tar member are written as zeros: the cache holds plain files.
+  auto zeros_until = [&](int64_t offset) -> Status {
+    std::vector<char>& zero = scratch_.buffer();
+    std::fill(zero.begin(), zero.end(), '\0');
+    while (size < offset) {
+      size_t n = static_cast<size_t>(std::min<int64_t>(offset - size, std::ssize(zero)));
+      MAT_RETURN_IF_ERROR(put(zero.data(), n));
+    }
+    return Status::Ok();
+  };
+  // Blocks are hashed and written straight from libarchive's buffer (no copy into ours).
   for (;;) {
-    la_ssize_t n = archive_read_data(a, buf.data(), buf.size());
-    if (n == 0) break;
-    if (n < 0) return member_error(where, path, archive_error(a));
-    XXH3_64bits_update(xxh, buf.data(), static_cast<size_t>(n));
-    if (wheel_) sha.update(buf.data(), static_cast<size_t>(n));
-    MAT_RETURN_IF_ERROR(fs_.write_all(fd.get(), buf.data(), static_cast<size_t>(n), shown));
-    size += n;
+    const void* block = nullptr;
+    size_t n = 0;
+    la_int64_t offset = 0;
+    int r = archive_read_data_block(a, &block, &n, &offset);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return member_error(where, path, archive_error(a));
+    if (offset < size) return member_error(where, path, "data blocks overlap");
+    MAT_RETURN_IF_ERROR(zeros_until(offset));
+    if (n > 0) MAT_RETURN_IF_ERROR(put(block, n));
+  }
+  if (!wheel_ && archive_entry_sparse_count(e) > 0 && archive_entry_size_is_set(e)) {
+    MAT_RETURN_IF_ERROR(zeros_until(archive_entry_size(e)));  // a trailing hole
   }
   // fchmod, not the open mode: the umask must not change what the package asked for.
   uint32_t mode = (archive_entry_perm(e) & 0777) | 0400;
