@@ -1,6 +1,7 @@
 // Google Benchmark cases for the hot kernels: hashing (SHA-256, MD5, XXH3), prefix replacement
 // (text, binary), zstd decoding, bzip2 decoding (libbz2 serial, block-parallel), extraction of
-// .conda / .tar.bz2 packages into a cache tree, and linking a package tree into a prefix.
+// .conda / .tar.bz2 packages and of a big wheel (one reader vs split) into a cache tree, and
+// linking a package tree into a prefix.
 //
 //   ./build/release/bench/mat_bench --benchmark_min_time=0.2
 #include <archive.h>
@@ -18,6 +19,7 @@
 
 #include "cache/bz2_parallel.h"
 #include "cache/store.h"
+#include "cache/wheel_record.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/link.h"
@@ -307,6 +309,59 @@ void BM_ExtractConda(benchmark::State& state) {
   run_extract(state, dir, path, mat::cache::ArchiveFormat::kConda, 64 * (64 << 10));
 }
 BENCHMARK(BM_ExtractConda)->Unit(benchmark::kMillisecond);
+
+// A ~24 MB wheel (48 deflated members of 512 kB, in 6 directories, plus RECORD) extracted in an
+// arena of state.range(0) threads: 1 is the serial path (one reader), 2 splits the members
+// across two readers (extract.cc, "Big wheels").
+std::string make_wheel_bytes() {
+  archive* a = archive_write_new();
+  archive_write_set_format_zip(a);
+  archive_write_zip_set_compression_deflate(a);
+  std::string out(64 << 20, '\0');
+  size_t used = 0;
+  archive_write_open_memory(a, out.data(), out.size(), &used);
+  std::vector<mat::cache::RecordRow> rows;
+  auto add = [&](const std::string& name, const std::string& body) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, static_cast<la_int64_t>(body.size()));
+    archive_write_header(a, e);
+    archive_write_data(a, body.data(), body.size());
+    archive_entry_free(e);
+    rows.push_back({name, mat::cache::record_hash_of(body), std::to_string(body.size())});
+  };
+  for (int i = 0; i < 48; ++i) {
+    add("big/sub" + std::to_string(i % 6) + "/m" + std::to_string(i) + ".so",
+        binary_like(512 << 10, static_cast<uint32_t>(100 + i)));
+  }
+  rows.push_back({"big-1.0.dist-info/RECORD", "", ""});
+  std::string record = mat::cache::format_record(rows);
+  archive_entry* e = archive_entry_new();
+  archive_entry_set_pathname(e, "big-1.0.dist-info/RECORD");
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_size(e, static_cast<la_int64_t>(record.size()));
+  archive_write_header(a, e);
+  archive_write_data(a, record.data(), record.size());
+  archive_entry_free(e);
+  archive_write_close(a);
+  archive_write_free(a);
+  out.resize(used);
+  return out;
+}
+
+void BM_ExtractWheel(benchmark::State& state) {
+  std::string dir = temp_dir("wheel");
+  std::string path = dir + "/big-1.0-py3-none-any.whl";
+  (void)mat::write_file_atomic(path, make_wheel_bytes());
+  tbb::task_arena arena(static_cast<int>(state.range(0)));
+  arena.execute([&] {
+    run_extract(state, dir, path, mat::cache::ArchiveFormat::kWheel, 48 * (512 << 10));
+  });
+}
+BENCHMARK(BM_ExtractWheel)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Links one extracted package of state.range(0) small files into a fresh prefix.
 void BM_LinkPackage(benchmark::State& state) {
