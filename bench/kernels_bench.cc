@@ -310,6 +310,18 @@ void BM_ExtractConda(benchmark::State& state) {
 }
 BENCHMARK(BM_ExtractConda)->Unit(benchmark::kMillisecond);
 
+// A 64 MB .conda (256 files of 256 kB) in an arena of state.range(0) threads: with 2, the
+// pkg tar.zst is decoded ahead on the second thread while the first writes the files.
+void BM_ExtractBigConda(benchmark::State& state) {
+  std::string dir = temp_dir("bigconda");
+  std::string path = dir + "/big-1-0.conda";
+  (void)mat::write_file_atomic(path, make_conda(256, 256 << 10));
+  tbb::task_arena arena(static_cast<int>(state.range(0)));
+  arena.execute(
+      [&] { run_extract(state, dir, path, mat::cache::ArchiveFormat::kConda, 256 * (256 << 10)); });
+}
+BENCHMARK(BM_ExtractBigConda)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // A ~24 MB wheel (48 deflated members of 512 kB, in 6 directories, plus RECORD) extracted in an
 // arena of state.range(0) threads: 1 is the serial path (one reader), 2 splits the members
 // across two readers (extract.cc, "Big wheels").
@@ -357,9 +369,8 @@ void BM_ExtractWheel(benchmark::State& state) {
   std::string path = dir + "/big-1.0-py3-none-any.whl";
   (void)mat::write_file_atomic(path, make_wheel_bytes());
   tbb::task_arena arena(static_cast<int>(state.range(0)));
-  arena.execute([&] {
-    run_extract(state, dir, path, mat::cache::ArchiveFormat::kWheel, 48 * (512 << 10));
-  });
+  arena.execute(
+      [&] { run_extract(state, dir, path, mat::cache::ArchiveFormat::kWheel, 48 * (512 << 10)); });
 }
 BENCHMARK(BM_ExtractWheel)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -23,6 +23,7 @@
 #include "cache/archive_handle.h"
 #include "cache/bz2_parallel.h"
 #include "cache/wheel_record.h"
+#include "cache/zstd_readahead.h"
 
 namespace mat::cache {
 namespace {
@@ -780,25 +781,33 @@ Status extract_wheel(const std::string& path, const std::string& shown, Extracto
   return Status::Ok();
 }
 
-// Feeds an inner tar.zst from the outer zip's current member, zero-copy.
+// Reads the outer zip's current member block by block, for ZstdReadAhead.
+Result<bool> pull_member_block(archive* outer, const std::string& where, const void** data,
+                               size_t* size) {
+  la_int64_t offset = 0;
+  int r = archive_read_data_block(outer, data, size, &offset);
+  if (r == ARCHIVE_EOF) return false;
+  if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+    return Corrupt(where + " (outer zip): " + archive_error(outer));
+  }
+  return true;
+}
+
+// Feeds libarchive's tar reader from a ZstdReadAhead.
 struct InnerSource {
-  archive* outer;
-  std::string error;  // the outer reader's error, if it failed
+  ZstdReadAhead* reader;
+  Status error;  // the reader's, if it failed
 };
 
 la_ssize_t inner_read(archive* /*inner*/, void* ctx, const void** buf) {
   auto* src = static_cast<InnerSource*>(ctx);
-  for (;;) {
-    size_t size = 0;
-    la_int64_t offset = 0;
-    int r = archive_read_data_block(src->outer, buf, &size, &offset);
-    if (r == ARCHIVE_EOF) return 0;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      src->error = archive_error(src->outer);
-      return -1;
-    }
-    if (size > 0) return static_cast<la_ssize_t>(size);
+  Result<std::span<const char>> chunk = src->reader->next();
+  if (!chunk.ok()) {
+    src->error = chunk.status();
+    return -1;
   }
+  *buf = chunk->data();
+  return static_cast<la_ssize_t>(chunk->size());
 }
 
 // Matches on the last path component: some repacked .conda files (one in the shared corpus,
@@ -809,18 +818,23 @@ bool is_inner_tar(std::string_view name) {
   return (base.starts_with("info-") || base.starts_with("pkg-")) && base.ends_with(".tar.zst");
 }
 
+// The inner tar.zst is decoded a few chunks ahead on another worker when one is free
+// (ZstdReadAhead), while this thread parses the tar and writes the files.
 Status extract_inner(archive* outer, const std::string& where, Extractor& ex) {
-  InnerSource src{outer, {}};
+  ZstdReadAhead reader(
+      [outer, &where](const void** data, size_t* size) {
+        return pull_member_block(outer, where, data, size);
+      },
+      where);
+  InnerSource src{&reader, Status::Ok()};
   ArchiveRead in(archive_read_new());
-  MAT_RETURN_IF_ERROR(require_ok(archive_read_support_filter_zstd(in.get()), "zstd"));
   archive_read_support_format_tar(in.get());
   if (archive_read_open(in.get(), &src, nullptr, inner_read, nullptr) != ARCHIVE_OK) {
-    return Corrupt(where + ": " + (src.error.empty() ? archive_error(in.get()) : src.error));
+    return src.error.ok() ? Corrupt(where + ": " + archive_error(in.get())) : src.error;
   }
   Status st = ex.extract_all(in.get(), where);
-  if (!st.ok() && !src.error.empty() && st.code() == Code::kCorrupt) {
-    return Corrupt(st.message() + " (outer zip: " + src.error + ")");
-  }
+  // The decoder's or the outer zip's error says more than the tar reader's "truncated input".
+  if (!st.ok() && !src.error.ok()) return src.error;
   return st;
 }
 
