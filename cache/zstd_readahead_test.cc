@@ -216,7 +216,11 @@ TEST(ZstdReadAhead, HelperDecodesAheadWhenAThreadIsFree) {
       ASSERT_TRUE(chunk.ok());
       if (chunk->empty()) break;
       out.append(chunk->data(), chunk->size());
-      std::this_thread::sleep_for(std::chrono::microseconds(200));  // a slow consumer
+      // A slow consumer: after the first chunk, give the helper (enqueued by next()) up to
+      // 10 s to start on the arena's other thread and decode ahead.
+      for (int i = 0; i < 10000 && !other_thread_pulled; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     }
     got = out;
   });
