@@ -134,6 +134,10 @@ class ChunkPool {
     }
     return std::make_unique_for_overwrite<char[]>(kChunkBytes);
   }
+  void clear() {
+    std::lock_guard lock(mu_);
+    free_.clear();
+  }
   void put(std::vector<Chunk>* chunks) {
     std::lock_guard lock(mu_);
     for (Chunk& c : *chunks) {
@@ -614,6 +618,12 @@ class Bz2ParallelReader::Impl {
     std::unique_lock lock(s_->mu);
     s_->cancelled.store(true);
     s_->cv.wait(lock, [&] { return s_->active == 0; });
+    // Helpers still queued keep the shared state until they run: free the decoded blocks and
+    // the pooled chunks now.
+    for (Slot& slot : s_->slots) slot.result = Decoded();
+    s_->buffered.store(0);
+    lock.unlock();
+    s_->pool.clear();
   }
 
   Result<std::span<const char>> next() {
@@ -629,6 +639,11 @@ class Bz2ParallelReader::Impl {
   }
 
   int64_t bytes_out() const { return bytes_out_; }
+  int64_t input_consumed() const {
+    if (!started_ || serial_ || !s_) return 0;
+    if (done_ || at_ >= s_->size()) return size();
+    return s_->magics[at_].bit / 8;
+  }
 
  private:
   Result<std::span<const char>> next_inner();
@@ -691,7 +706,8 @@ void Bz2ParallelReader::Impl::start() {
   s_->levels = std::move(levels);
   const int concurrency = std::max(1, tbb::this_task_arena::max_concurrency());
   s_->max_helpers = concurrency - 1;
-  s_->max_ahead = options_.max_blocks_ahead > 0 ? options_.max_blocks_ahead : 2 * concurrency + 1;
+  s_->max_ahead =
+      options_.max_blocks_ahead > 0 ? options_.max_blocks_ahead : std::min(2 * concurrency + 1, 16);
   s_->max_bytes = options_.max_buffered_bytes;
 }
 
@@ -889,5 +905,6 @@ Bz2ParallelReader::~Bz2ParallelReader() = default;
 Result<std::span<const char>> Bz2ParallelReader::next() { return impl_->next(); }
 
 int64_t Bz2ParallelReader::bytes_out() const { return impl_->bytes_out(); }
+int64_t Bz2ParallelReader::input_consumed() const { return impl_->input_consumed(); }
 
 }  // namespace mat::cache

@@ -52,9 +52,10 @@ struct Bz2ReaderOptions {
   // Decoded output buffered ahead of the consumer: helpers claim no new block while this much
   // is waiting. A single block can decode to ~46 MB (bzip2's run-length stage), so the bound
   // is approximate: it may be exceeded by the blocks in flight.
-  int64_t max_buffered_bytes = 64 << 20;
+  int64_t max_buffered_bytes = 16 << 20;
   // Blocks decoded or in flight ahead of the one the consumer needs; 0 means twice the current
-  // arena's concurrency plus one.
+  // arena's concurrency plus one, at most 16 (each block is ~1 MB of output: the bound per
+  // reader stays the same on 64 cores).
   int max_blocks_ahead = 0;
   // Inputs smaller than this, and inputs in which the scan finds fewer than 2 blocks, are
   // decoded serially by libbz2 on the caller's thread: under a megabyte there are too few
@@ -115,6 +116,11 @@ class Bz2ParallelReader {
 
   // Output bytes returned so far.
   int64_t bytes_out() const;
+  // Bytes at the start of `data` that the reader has finished with: the caller may drop them
+  // from memory (madvise) to keep a mapped archive's resident size bounded. A hint: the serial
+  // fallback for crafted input reads again from the start, which still works on a mapping
+  // whose pages were dropped (they fault back in).
+  int64_t input_consumed() const;
 
  private:
   class Impl;

@@ -245,6 +245,28 @@ TEST_P(Bz2Decode, DefaultOptions) {
   EXPECT_TRUE(*out == s.plain);
 }
 
+TEST_P(Bz2Decode, InputConsumedMovesForwardToTheEnd) {
+  const Sample& sm = sample("text9");
+  in_arena(GetParam(), [&] {
+    Bz2ParallelReader r(bytes(sm.comp), "t", parallel_always());
+    EXPECT_EQ(r.input_consumed(), 0);
+    int64_t last = 0;
+    std::string out;
+    for (;;) {
+      auto chunk = r.next();
+      ASSERT_TRUE(chunk.ok()) << chunk.status().to_string();
+      if (chunk->empty()) break;
+      out.append(chunk->data(), chunk->size());
+      int64_t now = r.input_consumed();
+      EXPECT_GE(now, last);
+      EXPECT_LE(now, static_cast<int64_t>(sm.comp.size()));
+      last = now;
+    }
+    EXPECT_TRUE(out == sm.plain);
+    EXPECT_EQ(r.input_consumed(), static_cast<int64_t>(sm.comp.size()));
+  });
+}
+
 TEST_P(Bz2Decode, TightMemoryBounds) {
   const Sample& s = sample("text1");
   for (auto [ahead, budget] :

@@ -614,17 +614,34 @@ class MappedFile {
   std::span<const unsigned char> bytes() const {
     return {static_cast<const unsigned char*>(data_), size_};
   }
+  // Drops the pages of [from, to) from this process's resident set (they stay in the page
+  // cache and fault back in if read again). Offsets are rounded inwards to pages.
+  void release(int64_t from, int64_t to) const {
+    static const int64_t page = ::sysconf(_SC_PAGESIZE);
+    int64_t a = (from + page - 1) / page * page;
+    int64_t b = std::min<int64_t>(to, static_cast<int64_t>(size_)) / page * page;
+    if (data_ != nullptr && b > a) {
+      ::madvise(static_cast<char*>(data_) + a, static_cast<size_t>(b - a), MADV_DONTNEED);
+    }
+  }
 
  private:
   void* data_ = nullptr;
   size_t size_ = 0;
 };
 
-// Feeds libarchive's tar reader from a Bz2ParallelReader.
+// Feeds libarchive's tar reader from a Bz2ParallelReader, and keeps the mapped archive's
+// resident pages to about the blocks being decoded: the reader scans the whole input on its
+// first call, then moves through it.
 struct Bz2Source {
   Bz2ParallelReader* reader;
+  const MappedFile* file;
   Status error;  // the reader's, if it failed
+  int64_t calls = 0;
+  int64_t released = 0;  // bytes at the start of the mapping already dropped
 };
+
+constexpr int64_t kReleaseEvery = 4 << 20;
 
 la_ssize_t bz2_read(archive* /*a*/, void* ctx, const void** buf) {
   auto* src = static_cast<Bz2Source*>(ctx);
@@ -632,6 +649,12 @@ la_ssize_t bz2_read(archive* /*a*/, void* ctx, const void** buf) {
   if (!chunk.ok()) {
     src->error = chunk.status();
     return -1;
+  }
+  if (src->calls++ == 0) {
+    src->file->release(0, static_cast<int64_t>(src->file->bytes().size()));  // the scan's pages
+  } else if (int64_t done = src->reader->input_consumed(); done - src->released >= kReleaseEvery) {
+    src->file->release(src->released, done);
+    src->released = done;
   }
   *buf = chunk->data();
   return static_cast<la_ssize_t>(chunk->size());
@@ -651,7 +674,7 @@ Status extract_tar(const std::string& path, const std::string& shown, Extractor&
   }
   if (starts_like_bzip2(file.bytes())) {
     Bz2ParallelReader reader(file.bytes(), shown);
-    Bz2Source src{&reader, Status::Ok()};
+    Bz2Source src{&reader, &file, Status::Ok()};
     ArchiveRead a(archive_read_new());
     archive_read_support_format_tar(a.get());
     if (archive_read_open(a.get(), &src, nullptr, bz2_read, nullptr) != ARCHIVE_OK) {

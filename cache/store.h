@@ -65,8 +65,8 @@ class PendingArchive {
 };
 
 struct ExtractStats {
-  int64_t files = 0;        // regular files written
-  int64_t bytes = 0;        // uncompressed bytes written
+  int64_t files = 0;  // regular files written
+  int64_t bytes = 0;  // uncompressed bytes written
   int64_t symlinks = 0;
   int64_t dirs = 0;
 };

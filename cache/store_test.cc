@@ -1,5 +1,4 @@
 #include "cache/store.h"
-#include "tests/corpus.h"
 
 #include <gtest/gtest.h>
 #include <tbb/parallel_for.h>
@@ -12,6 +11,7 @@
 #include "cache/paths.h"
 #include "cache/test_util.h"
 #include "materializer/base/hash.h"
+#include "tests/corpus.h"
 
 namespace mat::cache {
 namespace {
@@ -398,8 +398,7 @@ const std::map<std::string, std::string> kExpectedRejections = {
     {"miniblack-23.1.0-py3-none-any.whl", "size mismatch with RECORD"},
     {"headers.dist-0.1-py2.py3-none-any.whl", "not listed in RECORD"},  // RECORD is empty
     {"cpython_package-1.0.0-cp314-cp314-manylinux_2_17_x86_64.whl", "RECORD gives no hash"},
-    {"multi_abi_package-1.0.0-cp314-cp314t.abi3-manylinux_2_17_x86_64.whl",
-     "RECORD gives no hash"},
+    {"multi_abi_package-1.0.0-cp314-cp314t.abi3-manylinux_2_17_x86_64.whl", "RECORD gives no hash"},
 };
 
 void extract_corpus_dir(const std::string& sub) {
@@ -422,8 +421,7 @@ void extract_corpus_dir(const std::string& sub) {
     if (auto bad = kExpectedRejections.find(name); bad != kExpectedRejections.end()) {
       ASSERT_FALSE(r.ok());
       EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().to_string();
-      EXPECT_NE(r.status().message().find(bad->second), std::string::npos)
-          << r.status().message();
+      EXPECT_NE(r.status().message().find(bad->second), std::string::npos) << r.status().message();
       EXPECT_FALSE((*store)->find_tree(key));
       continue;
     }

@@ -30,13 +30,13 @@ bool has_zstd_magic(const void* p, size_t n) {
 struct ZstdReadAhead::State {
   State(Pull p, std::string w, Options o)
       : pull(std::move(p)), where(std::move(w)), opt(o), dctx(ZSTD_createDCtx()) {}
-  ~State() { ZSTD_freeDCtx(dctx); }
+  ~State() { ZSTD_freeDCtx(dctx); }  // null-safe
 
   // --- the decoder: used by whoever holds `decoding` -------------------------------------
   const Pull pull;
   const std::string where;
   const Options opt;
-  ZSTD_DCtx* const dctx;
+  ZSTD_DCtx* dctx;  // freed by ~ZstdReadAhead: a queued helper may keep State alive a while
   enum class Mode { kUnknown, kZstd, kRaw } mode = Mode::kUnknown;
   const char* in = nullptr;
   size_t in_size = 0, in_pos = 0;
@@ -189,6 +189,13 @@ ZstdReadAhead::~ZstdReadAhead() {
   s_->cancelled = true;
   // A helper inside decode_into() is using `pull`, whose source the caller is about to reuse.
   s_->cv.wait(l, [this] { return !s_->decoding; });
+  // A helper still queued holds the State until it runs (and finds it cancelled): give back
+  // the decoder's window and the chunks now, not then.
+  ZSTD_freeDCtx(s_->dctx);
+  s_->dctx = nullptr;
+  s_->ready.clear();
+  s_->spare.clear();
+  s_->current = Chunk{};
 }
 
 Result<std::span<const char>> ZstdReadAhead::next() {
