@@ -220,6 +220,18 @@ void BM_Bz2ScanMagics(benchmark::State& state) {
 }
 BENCHMARK(BM_Bz2ScanMagics);
 
+// Appends one regular file (0644) to an archive being written.
+void write_member(archive* a, const std::string& name, const std::string& body) {
+  archive_entry* e = archive_entry_new();
+  archive_entry_set_pathname(e, name.c_str());
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_size(e, static_cast<la_int64_t>(body.size()));
+  archive_write_header(a, e);
+  archive_write_data(a, body.data(), body.size());
+  archive_entry_free(e);
+}
+
 // Writes a tar (compressed with `filter`) of `files` files of ~`size` bytes into `out`.
 std::string make_tar(int filter, int files, size_t size, uint32_t seed) {
   archive* a = archive_write_new();
@@ -230,16 +242,8 @@ std::string make_tar(int filter, int files, size_t size, uint32_t seed) {
   size_t used = 0;
   archive_write_open_memory(a, out.data(), out.size(), &used);
   for (int i = 0; i < files; ++i) {
-    std::string body = binary_like(size, seed + static_cast<uint32_t>(i));
-    archive_entry* e = archive_entry_new();
-    std::string name = "lib/file" + std::to_string(i) + ".so";
-    archive_entry_set_pathname(e, name.c_str());
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, static_cast<la_int64_t>(body.size()));
-    archive_write_header(a, e);
-    archive_write_data(a, body.data(), body.size());
-    archive_entry_free(e);
+    write_member(a, "lib/file" + std::to_string(i) + ".so",
+                 binary_like(size, seed + static_cast<uint32_t>(i)));
   }
   archive_write_close(a);
   archive_write_free(a);
@@ -283,19 +287,9 @@ std::string make_conda(int files, size_t size) {
   std::string out(64 << 20, '\0');
   size_t used = 0;
   archive_write_open_memory(a, out.data(), out.size(), &used);
-  auto add = [&](const char* name, const std::string& body) {
-    archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, name);
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, static_cast<la_int64_t>(body.size()));
-    archive_write_header(a, e);
-    archive_write_data(a, body.data(), body.size());
-    archive_entry_free(e);
-  };
-  add("metadata.json", "{\"conda_pkg_format_version\": 2}");
-  add("info-pkg-1-0.tar.zst", info);
-  add("pkg-pkg-1-0.tar.zst", pkg);
+  write_member(a, "metadata.json", "{\"conda_pkg_format_version\": 2}");
+  write_member(a, "info-pkg-1-0.tar.zst", info);
+  write_member(a, "pkg-pkg-1-0.tar.zst", pkg);
   archive_write_close(a);
   archive_write_free(a);
   out.resize(used);
@@ -334,14 +328,7 @@ std::string make_wheel_bytes() {
   archive_write_open_memory(a, out.data(), out.size(), &used);
   std::vector<mat::cache::RecordRow> rows;
   auto add = [&](const std::string& name, const std::string& body) {
-    archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, name.c_str());
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, static_cast<la_int64_t>(body.size()));
-    archive_write_header(a, e);
-    archive_write_data(a, body.data(), body.size());
-    archive_entry_free(e);
+    write_member(a, name, body);
     rows.push_back({name, mat::cache::record_hash_of(body), std::to_string(body.size())});
   };
   for (int i = 0; i < 48; ++i) {
@@ -349,15 +336,7 @@ std::string make_wheel_bytes() {
         binary_like(512 << 10, static_cast<uint32_t>(100 + i)));
   }
   rows.push_back({"big-1.0.dist-info/RECORD", "", ""});
-  std::string record = mat::cache::format_record(rows);
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_pathname(e, "big-1.0.dist-info/RECORD");
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_perm(e, 0644);
-  archive_entry_set_size(e, static_cast<la_int64_t>(record.size()));
-  archive_write_header(a, e);
-  archive_write_data(a, record.data(), record.size());
-  archive_entry_free(e);
+  write_member(a, "big-1.0.dist-info/RECORD", mat::cache::format_record(rows));
   archive_write_close(a);
   archive_write_free(a);
   out.resize(used);

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <set>
@@ -630,35 +631,40 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Feeds libarchive's tar reader from a Bz2ParallelReader, and keeps the mapped archive's
-// resident pages to about the blocks being decoded: the reader scans the whole input on its
-// first call, then moves through it.
-struct Bz2Source {
-  Bz2ParallelReader* reader;
-  const MappedFile* file;
-  Status error;  // the reader's, if it failed
-  int64_t calls = 0;
-  int64_t released = 0;  // bytes at the start of the mapping already dropped
+// Feeds libarchive's tar reader from a decoder that hands out decoded chunks in order
+// (Bz2ParallelReader, ZstdReadAhead): no filter, no copy.
+struct ChunkSource {
+  std::function<Result<std::span<const char>>()> next;
+  Status error;  // the decoder's, if it failed
 };
 
-constexpr int64_t kReleaseEvery = 4 << 20;
-
-la_ssize_t bz2_read(archive* /*a*/, void* ctx, const void** buf) {
-  auto* src = static_cast<Bz2Source*>(ctx);
-  Result<std::span<const char>> chunk = src->reader->next();
+la_ssize_t chunk_read(archive* /*a*/, void* ctx, const void** buf) {
+  auto* src = static_cast<ChunkSource*>(ctx);
+  Result<std::span<const char>> chunk = src->next();
   if (!chunk.ok()) {
     src->error = chunk.status();
     return -1;
   }
-  if (src->calls++ == 0) {
-    src->file->release(0, static_cast<int64_t>(src->file->bytes().size()));  // the scan's pages
-  } else if (int64_t done = src->reader->input_consumed(); done - src->released >= kReleaseEvery) {
-    src->file->release(src->released, done);
-    src->released = done;
-  }
   *buf = chunk->data();
   return static_cast<la_ssize_t>(chunk->size());
 }
+
+// Extracts the plain tar that `next` decodes. The decoder's own error says more than the tar
+// reader's "truncated input", so it wins.
+Status extract_decoded_tar(std::function<Result<std::span<const char>>()> next,
+                           const std::string& where, Extractor& ex) {
+  ChunkSource src{std::move(next), Status::Ok()};
+  ArchiveRead a(archive_read_new());
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open(a.get(), &src, nullptr, chunk_read, nullptr) != ARCHIVE_OK) {
+    return src.error.ok() ? Corrupt(where + ": " + archive_error(a.get())) : src.error;
+  }
+  Status st = ex.extract_all(a.get(), where);
+  if (!st.ok() && !src.error.ok()) return src.error;
+  return st;
+}
+
+constexpr int64_t kReleaseEvery = 4 << 20;
 
 bool starts_like_bzip2(std::span<const unsigned char> b) {
   return b.size() >= 4 && b[0] == 'B' && b[1] == 'Z' && b[2] == 'h' && b[3] >= '1' && b[3] <= '9';
@@ -673,17 +679,22 @@ Status extract_tar(const std::string& path, const std::string& shown, Extractor&
     return st;
   }
   if (starts_like_bzip2(file.bytes())) {
+    // The mapped archive's resident pages are kept to about the blocks being decoded: the
+    // reader scans the whole input on its first call, then moves through it.
     Bz2ParallelReader reader(file.bytes(), shown);
-    Bz2Source src{&reader, &file, Status::Ok()};
-    ArchiveRead a(archive_read_new());
-    archive_read_support_format_tar(a.get());
-    if (archive_read_open(a.get(), &src, nullptr, bz2_read, nullptr) != ARCHIVE_OK) {
-      return src.error.ok() ? Corrupt(shown + ": " + archive_error(a.get())) : src.error;
-    }
-    Status st = ex.extract_all(a.get(), shown);
-    // The decoder's own error says more than the tar reader's "truncated input".
-    if (!st.ok() && !src.error.ok()) return src.error;
-    return st;
+    int64_t calls = 0, released = 0;
+    return extract_decoded_tar(
+        [&]() -> Result<std::span<const char>> {
+          MAT_ASSIGN_OR_RETURN(std::span<const char> chunk, reader.next());
+          if (calls++ == 0) {
+            file.release(0, static_cast<int64_t>(file.bytes().size()));  // the scan's pages
+          } else if (int64_t done = reader.input_consumed(); done - released >= kReleaseEvery) {
+            file.release(released, done);
+            released = done;
+          }
+          return chunk;
+        },
+        shown, ex);
   }
   ArchiveRead a(archive_read_new());
   // Real ".tar.bz2" packages are sometimes gzip or plain tar: accept the in-process
@@ -816,23 +827,6 @@ Result<bool> pull_member_block(archive* outer, const std::string& where, const v
   return true;
 }
 
-// Feeds libarchive's tar reader from a ZstdReadAhead.
-struct InnerSource {
-  ZstdReadAhead* reader;
-  Status error;  // the reader's, if it failed
-};
-
-la_ssize_t inner_read(archive* /*inner*/, void* ctx, const void** buf) {
-  auto* src = static_cast<InnerSource*>(ctx);
-  Result<std::span<const char>> chunk = src->reader->next();
-  if (!chunk.ok()) {
-    src->error = chunk.status();
-    return -1;
-  }
-  *buf = chunk->data();
-  return static_cast<la_ssize_t>(chunk->size());
-}
-
 // Matches on the last path component: some repacked .conda files (one in the shared corpus,
 // from rattler's tests) nest the members in a directory, and conda-package-streaming and rattler
 // accept them. Outer names are never used as paths, so this costs no safety.
@@ -849,16 +843,7 @@ Status extract_inner(archive* outer, const std::string& where, Extractor& ex) {
         return pull_member_block(outer, where, data, size);
       },
       where);
-  InnerSource src{&reader, Status::Ok()};
-  ArchiveRead in(archive_read_new());
-  archive_read_support_format_tar(in.get());
-  if (archive_read_open(in.get(), &src, nullptr, inner_read, nullptr) != ARCHIVE_OK) {
-    return src.error.ok() ? Corrupt(where + ": " + archive_error(in.get())) : src.error;
-  }
-  Status st = ex.extract_all(in.get(), where);
-  // The decoder's or the outer zip's error says more than the tar reader's "truncated input".
-  if (!st.ok() && !src.error.ok()) return src.error;
-  return st;
+  return extract_decoded_tar([&reader] { return reader.next(); }, where, ex);
 }
 
 // A .conda is a zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst; either tar may be
