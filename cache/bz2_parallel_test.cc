@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cache/archive_handle.h"
+#include "cache/test_util.h"
 
 namespace mat::cache {
 namespace {
@@ -124,16 +125,7 @@ Result<std::string> read_all(Bz2ParallelReader& r) {
   return out;
 }
 
-// Runs `fn` in a fresh arena of `threads` threads, or directly (outside any arena) for 0.
-template <typename F>
-void in_arena(int threads, F fn) {
-  if (threads == 0) {
-    fn();
-    return;
-  }
-  tbb::task_arena arena(threads);
-  arena.execute(fn);
-}
+using testing::in_arena;
 
 Bz2ReaderOptions parallel_always() {
   Bz2ReaderOptions o;

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <tbb/task_arena.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -72,6 +73,17 @@ inline void add_members(archive* w, const std::vector<Member>& members) {
                 static_cast<la_ssize_t>(m.data.size()));
     }
   }
+}
+
+// Runs `fn` in a fresh arena of `threads` threads, or directly (outside any arena) for 0.
+template <typename F>
+void in_arena(int threads, F fn) {
+  if (threads == 0) {
+    fn();
+    return;
+  }
+  tbb::task_arena arena(threads);
+  arena.execute(fn);
 }
 
 inline std::string make_tar(const std::vector<Member>& members,

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "cache/test_util.h"
+
 namespace mat::cache {
 namespace {
 
@@ -78,16 +80,7 @@ Result<std::string> read_all(ZstdReadAhead& r) {
   }
 }
 
-// Runs `fn` in an arena of `threads` (0: outside any arena).
-template <typename Fn>
-void in_arena(int threads, Fn fn) {
-  if (threads == 0) {
-    fn();
-    return;
-  }
-  tbb::task_arena arena(threads);
-  arena.execute(fn);
-}
+using testing::in_arena;
 
 TEST(ZstdReadAhead, RoundTripsAtAnyBlockSizeAndThreadCount) {
   std::string plain = sample(3 << 20, 1);
