@@ -71,33 +71,10 @@ bool has_url_scheme(std::string_view loc) {
   return true;
 }
 
-// Lexical normalisation of an absolute path: drops "." and empty segments, resolves "..".
-static std::string normalize_abs(std::string_view p) {
-  std::vector<std::string_view> parts;
-  size_t i = 0;
-  while (i <= p.size()) {
-    size_t j = p.find('/', i);
-    if (j == std::string_view::npos) j = p.size();
-    std::string_view seg = p.substr(i, j - i);
-    if (seg == "..") {
-      if (!parts.empty()) parts.pop_back();
-    } else if (!seg.empty() && seg != ".") {
-      parts.push_back(seg);
-    }
-    i = j + 1;
-  }
-  std::string out;
-  for (std::string_view s : parts) {
-    out += '/';
-    out += s;
-  }
-  return out.empty() ? "/" : out;
-}
-
 std::string resolve_location(const std::string& loc, const std::string& lock_dir) {
   if (has_url_scheme(loc)) return loc;
-  if (!loc.empty() && loc[0] == '/') return path_to_file_url(normalize_abs(loc));
-  return path_to_file_url(normalize_abs(lock_dir + "/" + loc));
+  if (!loc.empty() && loc[0] == '/') return path_to_file_url(lexical_normal(loc));
+  return path_to_file_url(lexical_normal(lock_dir + "/" + loc));
 }
 
 bool is_conda_archive(std::string_view file_name) {

@@ -86,27 +86,6 @@ void guarded(WheelState& s, F body) {
   run_guarded(body, [&](const Status& st) { fail(s, st); });
 }
 
-// "a/b/../c" -> "a/c" (lexically), for RECORD paths of an earlier install.
-std::string lexical_normal(const std::string& p) {
-  std::vector<std::string> parts;
-  size_t pos = 0;
-  while (pos <= p.size()) {
-    size_t s = p.find('/', pos);
-    if (s == std::string::npos) s = p.size();
-    std::string c = p.substr(pos, s - pos);
-    pos = s + 1;
-    if (c.empty() || c == ".") continue;
-    if (c == "..") {
-      if (!parts.empty()) parts.pop_back();
-      continue;
-    }
-    parts.push_back(std::move(c));
-  }
-  std::string out;
-  for (const auto& c : parts) out += (out.empty() ? "" : "/") + c;
-  return out;
-}
-
 // Prefix paths an earlier install of this same *.dist-info recorded: replacing those is a
 // reinstall, not a clobber.
 std::set<std::string> previously_recorded(const std::string& prefix, const WheelPlan& plan) {

@@ -69,7 +69,8 @@ TEST(Hash, FileMatchesBuffer) {
 }
 
 TEST(Url, RedactsCredentials) {
-  EXPECT_EQ(redact_url("https://user:hunter2@host.org/a/b.conda"), "https://***@host.org/a/b.conda");
+  EXPECT_EQ(redact_url("https://user:hunter2@host.org/a/b.conda"),
+            "https://***@host.org/a/b.conda");
   EXPECT_EQ(redact_url("https://conda.anaconda.org/t/abc-123/conda-forge/x.conda"),
             "https://conda.anaconda.org/t/***/conda-forge/x.conda");
   EXPECT_EQ(redact_url("https://h/x.whl?token=s3cr3t&a=1"), "https://h/x.whl?token=***&a=1");
@@ -92,6 +93,13 @@ TEST(Fs, Paths) {
   EXPECT_EQ(dir_name("a"), "");
   EXPECT_EQ(base_name("/a/b/"), "b");
   EXPECT_EQ(absolute_path("/a//./b/"), "/a/b");
+  EXPECT_EQ(lexical_normal("a/b/../c"), "a/c");
+  EXPECT_EQ(lexical_normal("./a//b/."), "a/b");
+  EXPECT_EQ(lexical_normal("a/.."), "");
+  EXPECT_EQ(lexical_normal("../../a"), "a");
+  EXPECT_EQ(lexical_normal("/x/./y/../z/"), "/x/z");
+  EXPECT_EQ(lexical_normal("/a/../.."), "/");
+  EXPECT_EQ(lexical_normal("/"), "/");
 }
 
 TEST(Fs, AtomicWriteFailureLeavesNothing) {

@@ -165,6 +165,29 @@ std::string path_join(std::string_view a, std::string_view b) {
   return out;
 }
 
+std::string lexical_normal(std::string_view path) {
+  const bool absolute = path.starts_with('/');
+  std::vector<std::string_view> parts;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view c = path.substr(pos, end - pos);
+    pos = end + 1;
+    if (c == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!c.empty() && c != ".") {
+      parts.push_back(c);
+    }
+  }
+  std::string out = absolute ? "/" : "";
+  for (std::string_view c : parts) {
+    if (out.size() > 1 || (!absolute && !out.empty())) out += '/';
+    out += c;
+  }
+  return out;
+}
+
 std::string dir_name(std::string_view path) {
   while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
   size_t pos = path.rfind('/');

@@ -64,7 +64,10 @@ class FaultFs : public Fs {
  public:
   explicit FaultFs(Fs& base) : base_(base) {}
   // The Nth (1-based) write_all from now fails with ENOSPC; 0 disables.
-  void fail_write_after(int n) { fail_write_at_ = n; writes_ = 0; }
+  void fail_write_after(int n) {
+    fail_write_at_ = n;
+    writes_ = 0;
+  }
   void fail_renames(bool on) { fail_renames_ = on; }
   Status write_all(int fd, const void* data, size_t len, const std::string& what) override;
   Status fsync(int fd, const std::string& what) override { return base_.fsync(fd, what); }
@@ -89,6 +92,10 @@ Status write_file_atomic(const std::string& path, std::string_view data, mode_t 
                          Fs& fs = posix_fs());
 // Joins with exactly one '/'.
 std::string path_join(std::string_view a, std::string_view b);
+// Lexical normal form: drops "." and empty components and resolves ".." against the component
+// before it (none left: dropped), without looking at the disk. An absolute path stays absolute
+// ("/a/../.." -> "/"); "a/b/../c" -> "a/c", "a/.." -> "".
+std::string lexical_normal(std::string_view path);
 // Directory part of `path` ("" for a bare name).
 std::string dir_name(std::string_view path);
 std::string base_name(std::string_view path);
