@@ -364,6 +364,7 @@ Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path
   };
   // Holes of a sparse tar member are written as zeros: the cache holds plain files.
   auto zeros_until = [&](int64_t offset) -> Status {
+    if (size >= offset) return Status::Ok();  // no hole: the usual case, on every block
     std::vector<char>& zero = scratch_.buffer();
     std::fill(zero.begin(), zero.end(), '\0');
     while (size < offset) {
@@ -781,6 +782,13 @@ Status extract_wheel_serial(const std::string& path, const std::string& shown, E
 // package's (whose extraction would re-enter this thread's scratch).
 Status extract_wheel(const std::string& path, const std::string& shown, Extractor& ex, int root_fd,
                      Fs& fs) {
+  // Most wheels are small: skip the listing pass when even a 4:1 deflate ratio could not reach
+  // kParallelWheelBytes, or when there is no second thread to split onto.
+  struct stat file;
+  if (tbb::this_task_arena::max_concurrency() < 2 ||
+      (::stat(path.c_str(), &file) == 0 && file.st_size * 4 < kParallelWheelBytes)) {
+    return extract_wheel_serial(path, shown, ex);
+  }
   MAT_ASSIGN_OR_RETURN(std::vector<WheelMember> members, list_wheel(path, shown));
   int64_t total = 0;
   for (const WheelMember& m : members) total += m.size;
