@@ -53,6 +53,18 @@ bool is_real_dir(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// An archive is read once, by its extraction, and is then only kept for `cache verify` and
+// re-extraction. Its page-cache pages (clean: publish() fsynced it) are handed back to the
+// kernel right away, so the tree files written next reuse recently freed pages instead of
+// growing the page cache by the archive's size. On a VM whose host backs guest memory lazily,
+// a never-touched page costs several µs to fault in; a just-freed one does not (measured:
+// writing 1 GB took 0.24 s of sys right after deleting a 1 GB file, 1.6-2.9 s into fresh
+// memory). A hint: failures are ignored.
+void drop_page_cache(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.valid()) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+}
+
 // Durability of a rename: fsync the directory. Best effort: the entry is already visible, so a
 // failure here must not turn a published entry into a reported error.
 void fsync_dir(Fs& fs, const std::string& dir) {
@@ -264,7 +276,10 @@ Result<std::string> StoreImpl::extract(const Key& key, const std::string& archiv
   std::string pkg = Paths::pkg_in(tmp);
   if (::mkdir(pkg.c_str(), 0755) != 0) return ErrnoStatus("create " + pkg, errno);
 
-  MAT_ASSIGN_OR_RETURN(Manifest m, extract_archive(archive_path, f, pkg, fs_, scratch_.local()));
+  auto extracted = extract_archive(archive_path, f, pkg, fs_, scratch_.local());
+  drop_page_cache(archive_path);
+  if (!extracted.ok()) return extracted.status();
+  Manifest m = std::move(*extracted);
   MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), manifest_to_json(key, m)));
 
   // The rename is the commit point. If the tree appeared meanwhile (another process held a

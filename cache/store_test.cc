@@ -1,7 +1,11 @@
 #include "cache/store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <tbb/parallel_for.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -182,6 +186,42 @@ TEST_F(StoreTest, ExtractPublishesTreeAndManifest) {
   auto again = store_->extract(key, path, ArchiveFormat::kConda, nullptr);
   ASSERT_TRUE(again.ok()) << again.status().to_string();
   EXPECT_TRUE(tmp_entries().empty());
+}
+
+// Pages of `path` resident in the page cache (mincore of a shared read-only mapping).
+size_t resident_pages(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_size == 0) return 0;
+  size_t len = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (map == MAP_FAILED) return 0;
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((len + page - 1) / page);
+  size_t n = 0;
+  if (::mincore(map, len, vec.data()) == 0) {
+    for (unsigned char v : vec) n += v & 1;
+  }
+  ::munmap(map, len);
+  return n;
+}
+
+TEST_F(StoreTest, ExtractHandsTheArchivesPagesBack) {
+  // Big enough to span many pages; written and fsynced, as publish() leaves an archive.
+  std::string blob;
+  for (int i = 0; blob.size() < (1 << 20); ++i) blob += std::to_string(i * 7919) + "\n";
+  auto [path, key] = fixture("big-1-0.tar.bz2",
+                             testing::make_tar({{"share/blob", 'f', blob}}, Compression::kBzip2));
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::fsync(fd.get()), 0);
+  }
+  if (resident_pages(path) == 0) GTEST_SKIP() << "file system keeps no page cache for " << path;
+  auto r = store_->extract(key, path, ArchiveFormat::kTarBz2, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(testing::slurp(*r + "/share/blob"), blob);
+  EXPECT_EQ(resident_pages(path), 0u);
 }
 
 TEST_F(StoreTest, MaliciousArchivePublishesNoTree) {

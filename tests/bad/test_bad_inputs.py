@@ -63,6 +63,38 @@ class BadInputsTest(harness.MaterializerTestCase):
         for entries in (harness.cache_archives(cache), harness.cache_trees(cache)):
             self.assertFalse([e for e in entries if e.startswith(case["actual_key"])])
 
+    def _mutated_lock(self, lock_name, pattern, repl):
+        """lock_name rendered, with the first match of `pattern` replaced."""
+        import re
+        path = self.fx.render_lock(lock_name, self.base, self.tmp)
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        new, n = re.subn(pattern, repl, text, count=1, flags=re.M)
+        self.assertEqual(n, 1, f"{pattern!r} not in {lock_name}")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(new)
+        return path
+
+    def test_wrong_md5_of_an_md5_only_lock_line(self):
+        # @EXPLICIT lines with an md5 fragment: MD5 is the only hash, so it is checked.
+        wrong = "0" * 32
+        lock = self._mutated_lock("explicit.txt", r"#[0-9a-f]{32}$", "#" + wrong)
+        prefix, cache = self.path("env"), self.path("cache")
+        cp = self.install(lock, prefix, cache)
+        self.assertExit(cp, 1)
+        self.assertIn("md5 mismatch: expected " + wrong, cp.stderr)
+        self.assertPrefixUntouched(prefix)
+        self.assertEqual(harness.cache_tmp(cache), [])
+        self.assertFalse([e for e in harness.cache_archives(cache) if wrong in e])
+
+    def test_sha256_is_preferred_over_md5(self):
+        # Both hashes given: the SHA-256 (stronger) decides, as in micromamba and rattler; a
+        # wrong MD5 next to a right SHA-256 does not fail the install.
+        lock = self._mutated_lock("conda-lock.yml", r"^(\s+md5: )[0-9a-f]{32}$",
+                                  r"\g<1>" + "0" * 32)
+        cp = self.install(lock, self.path("env"), self.path("cache"))
+        self.assertExit(cp, 0)
+
     def test_404(self):
         _, cp = self.run_bad("missing-404")
         self.assertRegex(cp.stderr.lower(), r"404|not found")
