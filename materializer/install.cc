@@ -8,6 +8,7 @@
 // exactly one TBB task, so no slot is ever written by two threads at once.
 #include "materializer/install.h"
 
+#include <sys/stat.h>
 #include <tbb/concurrent_priority_queue.h>
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
@@ -250,7 +251,9 @@ class Pipeline {
       if (auto archive = store_.find_archive(s.key, s.format)) {
         s.archive_path = *archive;  // downloaded earlier, never extracted: extract only
         latch.add();
-        schedule(i, /*publish=*/false, latch);
+        struct stat st {};
+        schedule(i, /*publish=*/false,
+                 ::stat(archive->c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0, latch);
         continue;
       }
       auto pending = store_.begin_archive(s.key, s.format);
@@ -310,14 +313,18 @@ class Pipeline {
     downloaded_bytes += r.bytes;
     progress_.detail("downloaded " + label(*s.ref) + " (" + human_bytes(r.bytes) + ", HTTP/" +
                      r.http_version + ")");
-    schedule(i, /*publish=*/true, latch);
+    schedule(i, /*publish=*/true, r.bytes, latch);
   }
 
   // Queues package i's publish (when `publish`) and extraction. Workers take the largest ready
   // package first, whatever order the downloads finished in: HTTP/2 interleaves the transfers,
   // so the small ones land first, and a big package left for last would be a serial tail.
-  void schedule(size_t i, bool publish, TaskLatch& latch) {
-    ready_.push(Ready{states_[i].ref->size, i, publish});
+  // `bytes` is the archive's real size: the order must not depend on the lock giving sizes
+  // (conda-lock v1 and @EXPLICIT files have none; then every package tied, and extraction
+  // followed the download order, i.e. the lock's alphabetical order, with the biggest
+  // package, mkl, extracted 1.7 s after it had arrived).
+  void schedule(size_t i, bool publish, int64_t bytes, TaskLatch& latch) {
+    ready_.push(Ready{bytes, i, publish});
     arena_.enqueue([this, &latch] {
       Ready r;
       bool popped = ready_.try_pop(r);  // one push per enqueue: never empty here

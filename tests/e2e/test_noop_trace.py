@@ -5,6 +5,7 @@ anything that changes the input or damages the record of completion makes it rei
 
 import json
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -91,6 +92,36 @@ class NoopAndTraceTest(harness.MaterializerTestCase):
         for e in sorted((e for e in spans if e["cat"] == "download"), key=lambda e: e["ts"]):
             self.assertLessEqual(lanes.get(e["tid"], 0), e["ts"])
             lanes[e["tid"]] = e["ts"] + e["dur"]
+
+
+    def test_extraction_takes_the_largest_ready_package_first(self):
+        # conda-lock v1 gives no sizes, so the order comes from the archives themselves. Every
+        # archive is cached and no tree is: all packages are ready at once, and one worker
+        # must extract them largest first (the first may start before the others are queued).
+        self.install()
+        trees = os.path.join(self.cache, "v1", "trees")
+        for name in os.listdir(trees):
+            shutil.rmtree(os.path.join(trees, name))
+        self.prefix = self.path("env2")
+        trace = self.path("trace.json")
+        _, rep = self.install("--trace", trace, "--jobs", "1")
+        archives = os.path.join(self.cache, "v1", "archives")
+        size = {}
+        for p in rep["packages"]:
+            key = p["key"]
+            match = [a for a in os.listdir(archives) if a.startswith(key)]
+            self.assertEqual(len(match), 1, (key, match))
+            size[p["name"]] = os.path.getsize(os.path.join(archives, match[0]))
+        with open(trace) as fh:
+            spans = [e for e in json.load(fh)["traceEvents"]
+                     if e["ph"] == "X" and e["cat"] == "extract"]
+        order = [e["name"] for e in sorted(spans, key=lambda e: e["ts"])]
+        self.assertEqual(sorted(order), sorted(size))
+        in_lock_order = [size[p["name"]] for p in rep["packages"]]
+        self.assertNotEqual(in_lock_order, sorted(in_lock_order, reverse=True),
+                            "fixture sizes already descend in lock order: the test shows nothing")
+        got = [size[n] for n in order[1:]]
+        self.assertEqual(got, sorted(got, reverse=True), list(zip(order, [size[n] for n in order])))
 
 
 if __name__ == "__main__":
