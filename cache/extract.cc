@@ -24,12 +24,25 @@
 #include "cache/archive_handle.h"
 #include "cache/bz2_parallel.h"
 #include "cache/wheel_record.h"
+#include "cache/zip_reader.h"
 #include "cache/zstd_readahead.h"
 
 namespace mat::cache {
 namespace {
 
 using Type = ManifestEntry::Type;
+
+// One block of a member's data at `offset` in the member (tar members may be sparse; -1: right
+// after the previous block), or the end of the member.
+struct Block {
+  const void* data = nullptr;
+  size_t size = 0;
+  int64_t offset = -1;
+  bool end = false;
+};
+// Where the blocks come from: libarchive's current entry, or a ZipReader::Stream. An error's
+// message says what is wrong with the data; the caller names the archive and the member.
+using NextBlock = std::function<Result<Block>()>;
 
 // 256 KiB: large enough that write(2) and XXH3 calls are amortised, small enough to keep one
 // per thread without thought.
@@ -151,6 +164,8 @@ class Extractor {
 
   // Extracts every member of `a`; `where` names the archive (and inner tar) in messages.
   Status extract_all(archive* a, const std::string& where);
+  // The same for a wheel read by ZipReader.
+  Status extract_all(const ZipReader& z, ZipScratch& zs, const std::string& where);
   // Restricts extract_all() to the members whose index (0-based, in archive order) has
   // take[index] set, and marks the tree as shared with other Extractors filling it at the same
   // time: a directory that appears meanwhile is not an error. The caller has checked that
@@ -172,9 +187,11 @@ class Extractor {
   Manifest take() { return std::move(m_); }
 
  private:
-  Status add(archive* a, archive_entry* e, const std::string& where);
+  bool taken(size_t index) const { return take_.empty() || (index < take_.size() && take_[index]); }
+  Status add(archive_entry* e, const NextBlock& next, const std::string& where);
   Status add_dir(const std::string& path, const std::string& where);
-  Status add_file(archive* a, archive_entry* e, const std::string& path, const std::string& where);
+  Status add_file(archive_entry* e, const NextBlock& next, const std::string& path,
+                  const std::string& where);
   Status add_symlink(archive_entry* e, const std::string& path, const std::string& where);
   Status add_hardlink(archive_entry* e, const std::string& path, const std::string& where);
 
@@ -219,7 +236,7 @@ Status Extractor::extract_all(archive* a, const std::string& where) {
     if (r == ARCHIVE_EOF) return Status::Ok();
     // Members of other groups: the next header call skips their data (the seekable zip reader
     // seeks past it without decompressing).
-    if (!take_.empty() && (index >= take_.size() || !take_[index])) continue;
+    if (!taken(index)) continue;
     // ARCHIVE_WARN covers recoverable oddities such as a name libarchive could not convert;
     // a null name is caught in add().
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(where + ": " + archive_error(a));
@@ -233,11 +250,46 @@ Status Extractor::extract_all(archive* a, const std::string& where) {
         return member_error(where, raw ? raw : "?", "sizes that lie: " + msg);
       }
     }
-    MAT_RETURN_IF_ERROR(add(a, e, where));
+    NextBlock next = [a]() -> Result<Block> {
+      Block b;
+      la_int64_t offset = 0;
+      int got = archive_read_data_block(a, &b.data, &b.size, &offset);
+      if (got == ARCHIVE_EOF) return Block{.end = true};
+      if (got != ARCHIVE_OK && got != ARCHIVE_WARN) return Corrupt(archive_error(a));
+      b.offset = offset;
+      return b;
+    };
+    MAT_RETURN_IF_ERROR(add(e, next, where));
   }
 }
 
-Status Extractor::add(archive* a, archive_entry* e, const std::string& where) {
+Status Extractor::extract_all(const ZipReader& z, ZipScratch& zs, const std::string& where) {
+  ArchiveEntry e(archive_entry_new());
+  for (size_t index = 0; index < z.members(); ++index) {
+    if (!taken(index)) continue;
+    auto m = z.member(index);
+    if (!m.ok()) return Corrupt(where + ": " + m.status().message());
+    archive_entry_clear(e.get());
+    archive_entry_copy_pathname(e.get(), m->name.c_str());
+    archive_entry_set_filetype(e.get(), m->is_dir ? AE_IFDIR : m->is_symlink ? AE_IFLNK : AE_IFREG);
+    archive_entry_set_perm(e.get(), m->mode & 07777);
+    archive_entry_set_size(e.get(), m->size);
+    std::optional<ZipReader::Stream> stream;
+    NextBlock next = [&]() -> Result<Block> {
+      if (!stream) {
+        auto s = z.read(index, zs);
+        if (!s.ok()) return s.status();
+        stream.emplace(std::move(s).value());
+      }
+      MAT_ASSIGN_OR_RETURN(std::span<const char> data, stream->next());
+      return Block{.data = data.data(), .size = data.size(), .end = data.empty()};
+    };
+    MAT_RETURN_IF_ERROR(add(e.get(), next, where));
+  }
+  return Status::Ok();
+}
+
+Status Extractor::add(archive_entry* e, const NextBlock& next, const std::string& where) {
   const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
   if (!raw) return undecodable_name(where, "name");
   std::string path;
@@ -262,7 +314,7 @@ Status Extractor::add(archive* a, archive_entry* e, const std::string& where) {
     case AE_IFDIR:
       return add_dir(path, where);
     case AE_IFREG:
-      return add_file(a, e, path, where);
+      return add_file(e, next, path, where);
     case AE_IFLNK:
       return add_symlink(e, path, where);
     default:
@@ -338,7 +390,7 @@ Status Extractor::add_dir(const std::string& path, const std::string& where) {
   return Status::Ok();
 }
 
-Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path,
+Status Extractor::add_file(archive_entry* e, const NextBlock& next, const std::string& path,
                            const std::string& where) {
   if (wheel_ && m_.count(path) && m_.at(path).type != Type::kDir) {
     return member_error(where, path, "duplicate member name in the wheel");
@@ -375,15 +427,13 @@ Status Extractor::add_file(archive* a, archive_entry* e, const std::string& path
   };
   // Blocks are hashed and written straight from libarchive's buffer (no copy into ours).
   for (;;) {
-    const void* block = nullptr;
-    size_t n = 0;
-    la_int64_t offset = 0;
-    int r = archive_read_data_block(a, &block, &n, &offset);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return member_error(where, path, archive_error(a));
-    if (offset < size) return member_error(where, path, "data blocks overlap");
-    MAT_RETURN_IF_ERROR(zeros_until(offset));
-    if (n > 0) MAT_RETURN_IF_ERROR(put(block, n));
+    Result<Block> b = next();
+    if (!b.ok()) return member_error(where, path, b.status().message());
+    if (b->end) break;
+    if (b->offset < 0) b->offset = size;
+    if (b->offset < size) return member_error(where, path, "data blocks overlap");
+    MAT_RETURN_IF_ERROR(zeros_until(b->offset));
+    if (b->size > 0) MAT_RETURN_IF_ERROR(put(b->data, b->size));
   }
   if (!wheel_ && archive_entry_sparse_count(e) > 0 && archive_entry_size_is_set(e)) {
     MAT_RETURN_IF_ERROR(zeros_until(archive_entry_size(e)));  // a trailing hole
@@ -632,6 +682,13 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Maps an archive; a missing file is kNotFound naming it as `shown`.
+Status map_archive(MappedFile& file, const std::string& path, const std::string& shown) {
+  Status st = file.map(path);
+  if (st.code() == Code::kNotFound) return NotFound(shown + ": " + st.message());
+  return st;
+}
+
 // Feeds libarchive's tar reader from a decoder that hands out decoded chunks in order
 // (Bz2ParallelReader, ZstdReadAhead): no filter, no copy.
 struct ChunkSource {
@@ -675,10 +732,7 @@ bool starts_like_bzip2(std::span<const unsigned char> b) {
 // caller's arena, and read as a plain tar; anything else goes through libarchive's filters.
 Status extract_tar(const std::string& path, const std::string& shown, Extractor& ex) {
   MappedFile file;
-  if (Status st = file.map(path); !st.ok()) {
-    if (st.code() == Code::kNotFound) return NotFound(shown + ": " + st.message());
-    return st;
-  }
+  MAT_RETURN_IF_ERROR(map_archive(file, path, shown));
   if (starts_like_bzip2(file.bytes())) {
     // The mapped archive's resident pages are kept to about the blocks being decoded: the
     // reader scans the whole input on its first call, then moves through it.
@@ -710,39 +764,29 @@ Status extract_tar(const std::string& path, const std::string& shown, Extractor&
   return ex.extract_all(a.get(), shown);
 }
 
-Result<ArchiveRead> open_wheel(const std::string& path, const std::string& shown) {
-  ArchiveRead a(archive_read_new());
-  // The seekable reader trusts the central directory, the same index pip and Python's zipfile
-  // use; the streaming reader would follow local headers, which may disagree.
-  archive_read_support_format_zip_seekable(a.get());
-  MAT_RETURN_IF_ERROR(open_file(a.get(), path, shown));
-  return a;
-}
-
 struct WheelMember {
   size_t index;
   int64_t size;
 };
 
+Result<std::unique_ptr<ZipReader>> open_wheel(const MappedFile& file, const std::string& shown) {
+  return ZipReader::open(file.bytes(), shown);
+}
+
 // The wheel's members in archive order, from the central directory (no data is read). Rejects
 // what extractors working side by side could not see: a repeated file name, and a name that is
 // a file and also the parent directory of another member. Names that fail other checks are
 // left to the extractor that takes them, for the same messages as a serial extraction.
-Result<std::vector<WheelMember>> list_wheel(const std::string& path, const std::string& shown) {
-  MAT_ASSIGN_OR_RETURN(ArchiveRead a, open_wheel(path, shown));
+Result<std::vector<WheelMember>> list_wheel(const ZipReader& z, const std::string& shown) {
   std::vector<WheelMember> out;
   std::set<std::string> files, dirs;
   std::string name;
-  for (size_t index = 0;; ++index) {
-    archive_entry* e = nullptr;
-    int r = archive_read_next_header(a.get(), &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(shown + ": " + archive_error(a.get()));
-    const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
-    int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
-    out.push_back({index, std::max<int64_t>(size, 0)});
-    if (!raw || normalize_name(raw, &name) != nullptr || name.empty()) continue;
-    if (archive_entry_filetype(e) == AE_IFDIR) {
+  for (size_t index = 0; index < z.members(); ++index) {
+    auto m = z.member(index);
+    if (!m.ok()) return Corrupt(shown + ": " + m.status().message());
+    out.push_back({index, std::max<int64_t>(m->size, 0)});
+    if (normalize_name(m->name, &name) != nullptr || name.empty()) continue;
+    if (m->is_dir) {
       dirs.insert(name);
     } else if (!files.insert(name).second) {
       return Corrupt(shown + ": member '" + name + "': duplicate member name in the wheel");
@@ -770,9 +814,10 @@ int wheel_readers(int64_t total) {
       std::max<int64_t>(1, std::min<int64_t>({threads, kMaxWheelReaders, by_size})));
 }
 
-Status extract_wheel_serial(const std::string& path, const std::string& shown, Extractor& ex) {
-  MAT_ASSIGN_OR_RETURN(ArchiveRead a, open_wheel(path, shown));
-  return ex.extract_all(a.get(), shown);
+Status extract_wheel_with(const MappedFile& file, const std::string& shown, Extractor& ex,
+                          ZipScratch& zs) {
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> z, open_wheel(file, shown));
+  return ex.extract_all(*z, zs, shown);
 }
 
 // Big wheels: the members are split into groups of about equal size, each extracted into the
@@ -781,19 +826,21 @@ Status extract_wheel_serial(const std::string& path, const std::string& shown, E
 // this thread waits for the other groups it runs only this wheel's tasks, never another
 // package's (whose extraction would re-enter this thread's scratch).
 Status extract_wheel(const std::string& path, const std::string& shown, Extractor& ex, int root_fd,
-                     Fs& fs) {
+                     Fs& fs, ExtractScratch& scratch) {
+  MappedFile file;
+  MAT_RETURN_IF_ERROR(map_archive(file, path, shown));
   // Most wheels are small: skip the listing pass when even a 4:1 deflate ratio could not reach
   // kParallelWheelBytes, or when there is no second thread to split onto.
-  struct stat file;
   if (tbb::this_task_arena::max_concurrency() < 2 ||
-      (::stat(path.c_str(), &file) == 0 && file.st_size * 4 < kParallelWheelBytes)) {
-    return extract_wheel_serial(path, shown, ex);
+      static_cast<int64_t>(file.bytes().size()) * 4 < kParallelWheelBytes) {
+    return extract_wheel_with(file, shown, ex, scratch.zip());
   }
-  MAT_ASSIGN_OR_RETURN(std::vector<WheelMember> members, list_wheel(path, shown));
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> z, open_wheel(file, shown));
+  MAT_ASSIGN_OR_RETURN(std::vector<WheelMember> members, list_wheel(*z, shown));
   int64_t total = 0;
   for (const WheelMember& m : members) total += m.size;
   int groups = wheel_readers(total);
-  if (groups <= 1) return extract_wheel_serial(path, shown, ex);
+  if (groups <= 1) return ex.extract_all(*z, scratch.zip(), shown);
 
   // Largest first into the lightest group.
   std::vector<WheelMember> by_size = members;
@@ -815,8 +862,9 @@ Status extract_wheel(const std::string& path, const std::string& shown, Extracto
   }
   std::vector<Status> results(groups);
   tbb::this_task_arena::isolate([&] {
-    tbb::parallel_for(0, groups,
-                      [&](int g) { results[g] = extract_wheel_serial(path, shown, *parts[g]); });
+    tbb::parallel_for(0, groups, [&](int g) {
+      results[g] = extract_wheel_with(file, shown, *parts[g], scratches[g]->zip());
+    });
   });
   for (const Status& st : results) MAT_RETURN_IF_ERROR(st);
   for (auto& part : parts) ex.absorb(std::move(*part));
@@ -882,6 +930,10 @@ Status extract_conda(const std::string& path, const std::string& shown, Extracto
 
 ExtractScratch::ExtractScratch() : buf_(kBufferSize), xxh3_(XXH3_createState()) {}
 ExtractScratch::~ExtractScratch() { XXH3_freeState(xxh3_); }
+ZipScratch& ExtractScratch::zip() {
+  if (!zip_) zip_ = std::make_unique<ZipScratch>();
+  return *zip_;
+}
 
 bool symlink_stays_inside(const Manifest& m, const std::string& link_path,
                           const std::string& target) {
@@ -949,7 +1001,7 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
       MAT_RETURN_IF_ERROR(extract_tar(archive_path, shown, ex));
       break;
     case ArchiveFormat::kWheel:
-      MAT_RETURN_IF_ERROR(extract_wheel(archive_path, shown, ex, root.get(), fs));
+      MAT_RETURN_IF_ERROR(extract_wheel(archive_path, shown, ex, root.get(), fs, scratch));
       break;
   }
   MAT_RETURN_IF_ERROR(ex.finish(shown));

@@ -16,7 +16,9 @@
 // naming the wheel and the member:
 //   - symlink or hard-link members; a duplicate member name (no last-wins: pip and Python's
 //     zipfile would disagree on which copy counts)
-//   - a member whose bytes read differ from the size its zip entry declares ("sizes that lie")
+//   - a member whose bytes read differ from the size its zip entry declares ("sizes that lie"),
+//     a CRC-32 that differs, an encrypted member (cache/zip_reader.h: wheels are read with
+//     libzip from the central directory, as pip's zipfile does, and inflated by libdeflate)
 //   - not exactly one top-level *.dist-info directory, or no RECORD in it
 //   - any file missing from RECORD (except RECORD, RECORD.jws, RECORD.p7s), any RECORD row whose
 //     file is absent, and any sha256 or size that differs from the file; SHA-256 is computed
@@ -27,10 +29,10 @@
 // plus owner-read, so the cache stays readable; directories are 0755 (before umask) whatever
 // the archive says, since conda records no directory modes. mtimes are not restored.
 //
-// Names: libarchive decodes UTF-8-flagged zip names into the process locale, so the process must
-// run with a UTF-8 LC_CTYPE (main() calls setlocale(LC_CTYPE, "C.UTF-8") or similar). Tar names
-// are taken as raw bytes in any locale. Under a non-UTF-8 locale a UTF-8 zip name fails with
-// kInternal saying so.
+// Names: libarchive decodes UTF-8-flagged zip names (the .conda outer zip) into the process
+// locale, so the process must run with a UTF-8 LC_CTYPE (main() calls setlocale(LC_CTYPE,
+// "C.UTF-8") or similar); under a non-UTF-8 locale such a name fails with kInternal saying so.
+// Tar names are raw bytes, and libzip gives wheel names as UTF-8, in any locale.
 #pragma once
 
 #include <memory>
@@ -47,6 +49,8 @@ struct XXH3_state_s;
 
 namespace mat::cache {
 
+class ZipScratch;
+
 // Per-thread scratch reused across packages: the data buffer, the XXH3 state and (for wheels)
 // a SHA-256 context. One object is
 // used by one thread at a time (Store keeps one per thread in an enumerable_thread_specific).
@@ -60,11 +64,14 @@ class ExtractScratch {
   std::vector<char>& buffer() { return buf_; }
   XXH3_state_s* xxh3() { return xxh3_; }
   Hasher& sha256() { return sha256_; }
+  // Wheels: libzip/libdeflate buffers, made on first use (conda packages never need them).
+  ZipScratch& zip();
 
  private:
   std::vector<char> buf_;
   XXH3_state_s* xxh3_;
   Hasher sha256_{HashKind::kSha256};
+  std::unique_ptr<ZipScratch> zip_;
 };
 
 // Extracts `archive_path` (format `f`) into `dest_dir`, an existing empty directory, and

@@ -175,6 +175,27 @@ TEST_F(WheelExtractTest, LyingSizeIsRejected) {
   }
 }
 
+// The same lie on a deflated member, both ways: a stream longer than declared, and one that
+// ends short of it.
+TEST_F(WheelExtractTest, LyingSizeOfADeflatedMemberIsRejected) {
+  std::string data;
+  for (int i = 0; data.size() < 4000; ++i) data += "x = " + std::to_string(i * 31) + "\n";
+  const std::string good = testing::make_wheel({{"pkg/__init__.py", 'f', data}});
+  for (uint32_t lie : {uint32_t(data.size() - 100), uint32_t(data.size() + 100)}) {
+    SCOPED_TRACE(lie);
+    std::string zip = good;
+    size_t cd = zip.find(std::string("PK\x01\x02", 4));
+    ASSERT_NE(cd, std::string::npos);
+    uint32_t declared = 0;
+    std::memcpy(&declared, zip.data() + cd + 24, 4);
+    ASSERT_EQ(declared, data.size());
+    std::memcpy(zip.data() + cd + 24, &lie, 4);
+    ASSERT_TRUE(remove_all(dest_).ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    expect_corrupt(extract(zip), {kName, "pkg/__init__.py"});
+  }
+}
+
 TEST_F(WheelExtractTest, RejectedWheelPublishesNoTree) {
   auto store = Store::open(dir_ / "cache");
   ASSERT_TRUE(store.ok());
