@@ -27,7 +27,7 @@ namespace mat::cache {
 
 // Members up to this size (compressed and uncompressed) are inflated whole by libdeflate;
 // bigger ones stream through libzip. Bounds the two buffers a ZipScratch grows to.
-inline constexpr int64_t kWholeMemberBytes = 16 << 20;
+inline constexpr int64_t kWholeMemberBytes = 8 << 20;
 
 // Per-thread buffers and decompressor, reused across members and wheels.
 class ZipScratch {
