@@ -151,6 +151,7 @@ class PendingArchiveImpl final : public PendingArchive {
     if (::ftruncate(fd_.get(), 0) != 0) return ErrnoStatus("truncate " + tmp_, errno);
     if (::lseek(fd_.get(), 0, SEEK_SET) < 0) return ErrnoStatus("seek " + tmp_, errno);
     bytes_ = 0;
+    written_back_ = 0;
     return Status::Ok();
   }
 
@@ -158,6 +159,13 @@ class PendingArchiveImpl final : public PendingArchive {
     MAT_RETURN_IF_ERROR(check_open("write"));
     MAT_RETURN_IF_ERROR(fs_.write_all(fd_.get(), data, len, tmp_));
     bytes_ += static_cast<int64_t>(len);
+    // Start writing back what has arrived, without waiting for it, so publish()'s fsync finds
+    // little left to do: it runs on an extraction worker, which sits idle while it waits
+    // (measured: 0.5-0.7 s of worker time per cold install of the bench's 620 MB of archives).
+    if (bytes_ - written_back_ >= kWritebackBytes) {
+      ::sync_file_range(fd_.get(), written_back_, bytes_ - written_back_, SYNC_FILE_RANGE_WRITE);
+      written_back_ = bytes_;
+    }
     return Status::Ok();
   }
 
@@ -171,6 +179,8 @@ class PendingArchiveImpl final : public PendingArchive {
   }
 
   int64_t bytes() const override { return bytes_; }
+  // Dirty bytes of a download after which write() starts their write-back.
+  static constexpr int64_t kWritebackBytes = 4 << 20;
 
   Result<std::string> publish() override {
     MAT_RETURN_IF_ERROR(check_open("publish"));
@@ -200,6 +210,7 @@ class PendingArchiveImpl final : public PendingArchive {
   std::string final_;
   UniqueFd fd_;
   int64_t bytes_ = 0;
+  int64_t written_back_ = 0;  // bytes handed to sync_file_range(SYNC_FILE_RANGE_WRITE)
 };
 
 class StoreImpl final : public Store {

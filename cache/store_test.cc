@@ -83,6 +83,26 @@ TEST_F(StoreTest, PublishArchiveRenamesIntoPlace) {
   EXPECT_TRUE(tmp_entries().empty());
 }
 
+// Big downloads start their write-back every few MB while arriving (sync_file_range); a retry
+// that starts over must still publish exactly the bytes of the last try.
+TEST_F(StoreTest, BigArchiveWrittenBackWhileArrivingPublishesItsBytes) {
+  std::string first(9 << 20, 'a'), bytes;
+  for (int i = 0; bytes.size() < (11u << 20); ++i) bytes += std::to_string(i) + ",";
+  Key key{HashKind::kSha256, sha256_hex(bytes)};
+  auto p = store_->begin_archive(key, ArchiveFormat::kConda);
+  ASSERT_TRUE(p.ok());
+  for (size_t at = 0; at < first.size(); at += 100000) {
+    ASSERT_TRUE((*p)->write(first.data() + at, std::min<size_t>(100000, first.size() - at)).ok());
+  }
+  ASSERT_TRUE((*p)->reset().ok());
+  for (size_t at = 0; at < bytes.size(); at += 65536) {
+    ASSERT_TRUE((*p)->write(bytes.data() + at, std::min<size_t>(65536, bytes.size() - at)).ok());
+  }
+  auto r = (*p)->publish();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(testing::slurp(*r) == bytes);
+}
+
 TEST_F(StoreTest, PublishWhenAlreadyPresentKeepsExisting) {
   Key key{HashKind::kSha256, sha256_hex("x")};
   for (int i = 0; i < 2; ++i) {
