@@ -146,9 +146,24 @@ TEST_F(WheelExtractTest, MissingRecordIsRejected) {
                  {"pkg-1.0.dist-info/RECORD is missing"});
 }
 
-// A zip whose entries declare fewer bytes than the stored data holds: the CRC covers the real
-// bytes, so only a size comparison notices. Lie in the central directory only (libarchive
-// trusts the local header), and in both headers.
+// Replaces the 4-byte size field at `at` (which must hold `expected`) with `lie`.
+void put_size(std::string& zip, size_t at, size_t expected, uint32_t lie) {
+  uint32_t declared = 0;
+  std::memcpy(&declared, zip.data() + at, 4);
+  ASSERT_EQ(declared, expected);
+  std::memcpy(zip.data() + at, &lie, 4);
+}
+
+// Offset of the first member's uncompressed size in the central directory.
+size_t central_size_at(const std::string& zip) {
+  size_t cd = zip.find(std::string("PK\x01\x02", 4));
+  EXPECT_NE(cd, std::string::npos);
+  return cd + 24;
+}
+
+// A stored member whose zip entry declares fewer bytes than it holds. The RECORD matches the
+// bytes, so only a size comparison notices. The central directory is what counts (as for pip's
+// zipfile): a lie there is caught whether or not the local header repeats it.
 TEST_F(WheelExtractTest, LyingSizeIsRejected) {
   const std::string data = "print('hello world')\n";
   const std::string good =
@@ -156,18 +171,10 @@ TEST_F(WheelExtractTest, LyingSizeIsRejected) {
   for (bool local_too : {false, true}) {
     SCOPED_TRACE(local_too ? "central directory and local header" : "central directory");
     std::string zip = good;
-    uint32_t lie = 5;
-    size_t cd = zip.find(std::string("PK\x01\x02", 4));
-    ASSERT_NE(cd, std::string::npos);
-    uint32_t declared = 0;
-    std::memcpy(&declared, zip.data() + cd + 24, 4);
-    ASSERT_EQ(declared, data.size());
-    std::memcpy(zip.data() + cd + 24, &lie, 4);
+    put_size(zip, central_size_at(zip), data.size(), 5);
     if (local_too) {
       ASSERT_EQ(zip.compare(0, 4, std::string("PK\x03\x04", 4)), 0);
-      std::memcpy(&declared, zip.data() + 22, 4);
-      ASSERT_EQ(declared, data.size());
-      std::memcpy(zip.data() + 22, &lie, 4);
+      put_size(zip, 22, data.size(), 5);
     }
     ASSERT_TRUE(remove_all(dest_).ok());
     ASSERT_TRUE(make_dirs(dest_).ok());
@@ -184,12 +191,7 @@ TEST_F(WheelExtractTest, LyingSizeOfADeflatedMemberIsRejected) {
   for (uint32_t lie : {uint32_t(data.size() - 100), uint32_t(data.size() + 100)}) {
     SCOPED_TRACE(lie);
     std::string zip = good;
-    size_t cd = zip.find(std::string("PK\x01\x02", 4));
-    ASSERT_NE(cd, std::string::npos);
-    uint32_t declared = 0;
-    std::memcpy(&declared, zip.data() + cd + 24, 4);
-    ASSERT_EQ(declared, data.size());
-    std::memcpy(zip.data() + cd + 24, &lie, 4);
+    put_size(zip, central_size_at(zip), data.size(), lie);
     ASSERT_TRUE(remove_all(dest_).ok());
     ASSERT_TRUE(make_dirs(dest_).ok());
     expect_corrupt(extract(zip), {kName, "pkg/__init__.py"});
