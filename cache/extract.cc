@@ -446,8 +446,8 @@ Status Extractor::add_file(archive_entry* e, const NextBlock& next, const std::s
   if (::fchmod(fd.get(), mode) != 0) return sys_error(where, path, "chmod", errno);
   if (::close(fd.release()) != 0) return sys_error(where, path, "close", errno);
   if (wheel_) {
-    // libarchive takes the size from the central directory; a deflate stream that ends early or
-    // runs long is otherwise only caught by the CRC, and a stored member not at all.
+    // The size comes from the central directory; a deflate stream that ends short of it is
+    // reported here with both numbers (ZipReader refuses one that runs long).
     if (archive_entry_size_is_set(e) && archive_entry_size(e) != size) {
       return member_error(where, path,
                           "the zip entry declares " + std::to_string(archive_entry_size(e)) +

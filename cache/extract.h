@@ -18,7 +18,7 @@
 //     zipfile would disagree on which copy counts)
 //   - a member whose bytes read differ from the size its zip entry declares ("sizes that lie"),
 //     a CRC-32 that differs, an encrypted member (cache/zip_reader.h: wheels are read with
-//     libzip from the central directory, as pip's zipfile does, and inflated by libdeflate)
+//     libzip from the central directory, as pip's zipfile does, and inflated by ISA-L)
 //   - not exactly one top-level *.dist-info directory, or no RECORD in it
 //   - any file missing from RECORD (except RECORD, RECORD.jws, RECORD.p7s), any RECORD row whose
 //     file is absent, and any sha256 or size that differs from the file; SHA-256 is computed
@@ -64,7 +64,8 @@ class ExtractScratch {
   std::vector<char>& buffer() { return buf_; }
   XXH3_state_s* xxh3() { return xxh3_; }
   Hasher& sha256() { return sha256_; }
-  // Wheels: libzip/libdeflate buffers, made on first use (conda packages never need them).
+  // Wheels: the zip reader's buffers and inflate state, made on first use (conda packages never
+  // need them).
   ZipScratch& zip();
 
  private:

@@ -1,16 +1,14 @@
 #include "cache/zip_reader.h"
 
-#include <libdeflate.h>
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
 #include <sys/stat.h>
 
-#include <new>
+#include <algorithm>
 #include <utility>
 
 namespace mat::cache {
 namespace {
-
-// Chunk size of the streaming path (members above kWholeMemberBytes, other methods).
-constexpr size_t kStreamChunk = 256 << 10;
 
 std::string zip_error_text(zip_error_t* e) {
   const char* s = zip_error_strerror(e);
@@ -19,10 +17,11 @@ std::string zip_error_text(zip_error_t* e) {
 
 }  // namespace
 
-ZipScratch::ZipScratch() : inflater_(libdeflate_alloc_decompressor()) {
-  if (!inflater_) throw std::bad_alloc();
-}
-ZipScratch::~ZipScratch() { libdeflate_free_decompressor(inflater_); }
+ZipScratch::ZipScratch()
+    : in_(std::make_unique_for_overwrite<unsigned char[]>(kChunk)),
+      out_(std::make_unique_for_overwrite<unsigned char[]>(kChunk)),
+      inflater_(std::make_unique<inflate_state>()) {}
+ZipScratch::~ZipScratch() = default;
 
 Result<std::unique_ptr<ZipReader>> ZipReader::open(std::span<const unsigned char> bytes,
                                                    const std::string& shown) {
@@ -99,72 +98,103 @@ ZipReader::Stream::Stream(Stream&& o) noexcept
       scratch_(o.scratch_),
       st_(o.st_),
       file_(std::exchange(o.file_, nullptr)),
-      state_(o.state_) {}
+      started_(o.started_),
+      done_(o.done_),
+      in_left_(o.in_left_),
+      out_(o.out_),
+      crc_(o.crc_) {}
 
 ZipReader::Stream::~Stream() {
   if (file_) zip_fclose(file_);
 }
 
 Result<std::span<const char>> ZipReader::Stream::next() {
-  if (state_ == 2) return std::span<const char>();
-  if (state_ == 0 && st_.comp_method == ZIP_CM_DEFLATE &&
-      st_.size <= static_cast<zip_uint64_t>(kWholeMemberBytes) &&
-      st_.comp_size <= static_cast<zip_uint64_t>(kWholeMemberBytes)) {
-    state_ = 2;
-    return whole();
-  }
-  return streamed();
-}
-
-// One libdeflate call into a buffer of exactly the declared size: a stream that needs more
-// room, or ends short of it, lies about the member.
-Result<std::span<const char>> ZipReader::Stream::whole() {
-  std::vector<unsigned char>& in = scratch_->in();
-  std::vector<unsigned char>& out = scratch_->out();
-  in.resize(st_.comp_size);
-  out.resize(st_.size);
-  file_ = zip_fopen_index(z_->z_, index_, ZIP_FL_COMPRESSED);
-  if (!file_) return Corrupt(z_->error());
-  zip_int64_t got = st_.comp_size ? zip_fread(file_, in.data(), in.size()) : 0;
-  if (got < 0) return Corrupt(zip_error_text(zip_file_get_error(file_)));
-  if (static_cast<zip_uint64_t>(got) != st_.comp_size) {
-    return Corrupt("truncated: " + std::to_string(got) + " of " + std::to_string(st_.comp_size) +
-                   " compressed bytes");
-  }
-  zip_fclose(std::exchange(file_, nullptr));
-  size_t produced = 0;
-  libdeflate_result r = libdeflate_deflate_decompress(scratch_->inflater(), in.data(), in.size(),
-                                                      out.data(), out.size(), &produced);
-  if (r == LIBDEFLATE_INSUFFICIENT_SPACE) {
-    return Corrupt("sizes that lie: the deflate stream holds more than the declared " +
-                   std::to_string(st_.size) + " bytes");
-  }
-  if (r != LIBDEFLATE_SUCCESS && r != LIBDEFLATE_SHORT_OUTPUT) {
-    return Corrupt("invalid deflate data");
-  }
-  // Short output: handed on as is, for the caller's size check to name both sizes.
-  if (produced == st_.size && libdeflate_crc32(0, out.data(), produced) != st_.crc) {
-    return Corrupt("CRC-32 mismatch");
-  }
-  return std::span<const char>(reinterpret_cast<const char*>(out.data()), produced);
-}
-
-// libzip decompresses (zlib for deflate) and checks the CRC-32 at the end of the data.
-Result<std::span<const char>> ZipReader::Stream::streamed() {
-  std::vector<unsigned char>& out = scratch_->out();
-  if (state_ == 0) {
-    state_ = 1;
-    file_ = zip_fopen_index(z_->z_, index_, 0);
+  if (done_) return std::span<const char>();
+  if (!started_) {
+    started_ = true;
+    bool raw_data = st_.comp_method == ZIP_CM_DEFLATE || st_.comp_method == ZIP_CM_STORE;
+    file_ = zip_fopen_index(z_->z_, index_, raw_data ? ZIP_FL_COMPRESSED : 0);
     if (!file_) return Corrupt(z_->error());
-    if (out.size() < kStreamChunk) out.resize(kStreamChunk);
+    in_left_ = st_.comp_size;
+    if (st_.comp_method == ZIP_CM_DEFLATE) {
+      isal_inflate_init(scratch_->inflater());
+      scratch_->inflater()->crc_flag = ISAL_GZIP_NO_HDR;  // raw deflate, CRC-32 of the output
+    }
   }
-  zip_int64_t got = zip_fread(file_, out.data(), kStreamChunk);
+  switch (st_.comp_method) {
+    case ZIP_CM_DEFLATE:
+      return inflated();
+    case ZIP_CM_STORE:
+      return raw();
+    default:
+      return by_libzip();
+  }
+}
+
+Status ZipReader::Stream::check_crc() const {
+  uint32_t crc = st_.comp_method == ZIP_CM_DEFLATE ? scratch_->inflater()->crc : crc_;
+  if (out_ == st_.size && crc != st_.crc) return Corrupt("CRC-32 mismatch");
+  return Status::Ok();  // a short member: the caller's size check names both sizes
+}
+
+Result<std::span<const char>> ZipReader::Stream::inflated() {
+  inflate_state* s = scratch_->inflater();
+  for (;;) {
+    if (s->avail_in == 0 && in_left_ > 0) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(in_left_, ZipScratch::kChunk));
+      zip_int64_t got = zip_fread(file_, scratch_->in(), want);
+      if (got < 0) return Corrupt(zip_error_text(zip_file_get_error(file_)));
+      if (got == 0) return Corrupt("truncated compressed data");
+      in_left_ -= static_cast<uint64_t>(got);
+      s->next_in = scratch_->in();
+      s->avail_in = static_cast<uint32_t>(got);
+    }
+    s->next_out = scratch_->out();
+    s->avail_out = static_cast<uint32_t>(ZipScratch::kChunk);
+    if (isal_inflate(s) < 0) return Corrupt("invalid deflate data");
+    size_t produced = ZipScratch::kChunk - s->avail_out;
+    out_ += produced;
+    if (out_ > st_.size) {
+      return Corrupt("sizes that lie: the deflate stream holds more than the declared " +
+                     std::to_string(st_.size) + " bytes");
+    }
+    bool finished = s->block_state == ISAL_BLOCK_FINISH;
+    if (finished) {
+      done_ = true;
+      MAT_RETURN_IF_ERROR(check_crc());
+    } else if (produced == 0 && s->avail_in == 0 && in_left_ == 0) {
+      return Corrupt("deflate data ends early");
+    }
+    if (produced > 0 || finished) {
+      return std::span<const char>(reinterpret_cast<const char*>(scratch_->out()), produced);
+    }
+  }
+}
+
+Result<std::span<const char>> ZipReader::Stream::raw() {
+  if (in_left_ == 0) {
+    done_ = true;
+    MAT_RETURN_IF_ERROR(check_crc());
+    return std::span<const char>();
+  }
+  size_t want = static_cast<size_t>(std::min<uint64_t>(in_left_, ZipScratch::kChunk));
+  zip_int64_t got = zip_fread(file_, scratch_->out(), want);
   if (got < 0) return Corrupt(zip_error_text(zip_file_get_error(file_)));
-  if (got == 0) {
-    state_ = 2;
-    zip_fclose(std::exchange(file_, nullptr));
-  }
-  return std::span<const char>(reinterpret_cast<const char*>(out.data()), static_cast<size_t>(got));
+  if (got == 0) return Corrupt("truncated member data");
+  in_left_ -= static_cast<uint64_t>(got);
+  out_ += static_cast<uint64_t>(got);
+  crc_ = crc32_gzip_refl(crc_, scratch_->out(), static_cast<uint64_t>(got));
+  return std::span<const char>(reinterpret_cast<const char*>(scratch_->out()),
+                               static_cast<size_t>(got));
+}
+
+// libzip decompresses (bzip2, lzma, zstd when built with them) and checks the CRC-32 itself.
+Result<std::span<const char>> ZipReader::Stream::by_libzip() {
+  zip_int64_t got = zip_fread(file_, scratch_->out(), ZipScratch::kChunk);
+  if (got < 0) return Corrupt(zip_error_text(zip_file_get_error(file_)));
+  if (got == 0) done_ = true;
+  return std::span<const char>(reinterpret_cast<const char*>(scratch_->out()),
+                               static_cast<size_t>(got));
 }
 
 }  // namespace mat::cache

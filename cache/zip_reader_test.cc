@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <random>
+#include <string_view>
 
 #include "cache/test_util.h"
 
@@ -105,24 +106,42 @@ TEST_F(ZipReaderTest, SymlinkMembersAreFlagged) {
   EXPECT_TRUE(m->is_symlink);
 }
 
-// Above kWholeMemberBytes a member streams through libzip, which still checks the CRC-32.
-TEST_F(ZipReaderTest, BigMembersStreamAndTheirCrcIsChecked) {
+// A member many chunks long streams out in ZipScratch::kChunk steps, whatever its size, and its
+// CRC-32 is still checked at the end.
+TEST_F(ZipReaderTest, BigMembersStreamInChunksAndTheirCrcIsChecked) {
   std::string big;
   const std::string line = text_of(1000);
-  while (big.size() < kWholeMemberBytes + 12345) big += line;  // quick to deflate
-  std::string zip = testing::make_zip({{"big.so", 'f', big}}, /*deflate=*/true);
-  auto z = open(zip);
-  ASSERT_TRUE(z.ok());
-  EXPECT_TRUE(text_or_error(read_all(**z, 0, scratch_)) == big);
-  EXPECT_LE(scratch_.out().size(), size_t{1} << 20) << "the big member was inflated whole";
-
-  put32(zip, central(zip, 0) + 16, get32(zip, central(zip, 0) + 16) ^ 1);
-  auto bad = open(zip);
-  ASSERT_TRUE(bad.ok());
-  auto r = read_all(**bad, 0, scratch_);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kCorrupt);
-  EXPECT_NE(r.status().message().find("CRC"), std::string::npos) << r.status().message();
+  while (big.size() < 3 * ZipScratch::kChunk + 12345) big += line;  // quick to deflate
+  for (bool deflate : {true, false}) {
+    SCOPED_TRACE(deflate ? "deflate" : "stored");
+    std::string zip = testing::make_zip({{"big.so", 'f', big}}, deflate);
+    auto z = open(zip);
+    ASSERT_TRUE(z.ok());
+    {
+      auto s = (*z)->read(0, scratch_);
+      ASSERT_TRUE(s.ok());
+      size_t blocks = 0, total = 0;
+      for (;;) {
+        auto b = s->next();
+        ASSERT_TRUE(b.ok()) << b.status().to_string();
+        if (b->empty()) break;
+        EXPECT_LE(b->size(), ZipScratch::kChunk);
+        EXPECT_TRUE(std::string_view(b->data(), b->size()) ==
+                    std::string_view(big).substr(total, b->size()));
+        total += b->size();
+        ++blocks;
+      }
+      EXPECT_EQ(total, big.size());
+      EXPECT_GE(blocks, 4u);
+    }
+    put32(zip, central(zip, 0) + 16, get32(zip, central(zip, 0) + 16) ^ 1);
+    auto bad = open(zip);
+    ASSERT_TRUE(bad.ok());
+    auto r = read_all(**bad, 0, scratch_);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kCorrupt);
+    EXPECT_EQ(r.status().message(), "CRC-32 mismatch");
+  }
 }
 
 TEST_F(ZipReaderTest, CrcMismatchIsCorrupt) {
@@ -181,6 +200,17 @@ TEST_F(ZipReaderTest, DamagedDeflateDataIsCorrupt) {
   auto r = read_all(**z, 0, scratch_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kCorrupt);
+}
+
+TEST_F(ZipReaderTest, TruncatedDeflateStreamIsCorrupt) {
+  std::string zip = testing::make_zip({{"a.py", 'f', text_of(20000)}}, /*deflate=*/true);
+  uint32_t comp = get32(zip, central(zip, 0) + 20);
+  put32(zip, central(zip, 0) + 20, comp / 2);  // the central directory gives half the data
+  auto z = open(zip);
+  ASSERT_TRUE(z.ok());
+  auto r = read_all(**z, 0, scratch_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "deflate data ends early");
 }
 
 TEST_F(ZipReaderTest, EncryptedMembersAreRefused) {
