@@ -240,16 +240,6 @@ Status Extractor::extract_all(archive* a, const std::string& where) {
     // ARCHIVE_WARN covers recoverable oddities such as a name libarchive could not convert;
     // a null name is caught in add().
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(where + ": " + archive_error(a));
-    if (wheel_ && r == ARCHIVE_WARN) {
-      // The seekable zip reader warns when the central directory and the local header give
-      // different sizes, then trusts the local header; Python's zipfile (pip) trusts the
-      // central directory. Either way one of them lies about the member.
-      std::string msg = archive_error(a);
-      if (msg.find("Inconsistent") != std::string::npos) {
-        const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
-        return member_error(where, raw ? raw : "?", "sizes that lie: " + msg);
-      }
-    }
     NextBlock next = [a]() -> Result<Block> {
       Block b;
       la_int64_t offset = 0;
@@ -769,10 +759,6 @@ struct WheelMember {
   int64_t size;
 };
 
-Result<std::unique_ptr<ZipReader>> open_wheel(const MappedFile& file, const std::string& shown) {
-  return ZipReader::open(file.bytes(), shown);
-}
-
 // The wheel's members in archive order, from the central directory (no data is read). Rejects
 // what extractors working side by side could not see: a repeated file name, and a name that is
 // a file and also the parent directory of another member. Names that fail other checks are
@@ -814,9 +800,9 @@ int wheel_readers(int64_t total) {
       std::max<int64_t>(1, std::min<int64_t>({threads, kMaxWheelReaders, by_size})));
 }
 
-Status extract_wheel_with(const MappedFile& file, const std::string& shown, Extractor& ex,
+Status extract_wheel_with(const std::string& path, const std::string& shown, Extractor& ex,
                           ZipScratch& zs) {
-  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> z, open_wheel(file, shown));
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> z, ZipReader::open_file(path, shown));
   return ex.extract_all(*z, zs, shown);
 }
 
@@ -827,15 +813,14 @@ Status extract_wheel_with(const MappedFile& file, const std::string& shown, Extr
 // package's (whose extraction would re-enter this thread's scratch).
 Status extract_wheel(const std::string& path, const std::string& shown, Extractor& ex, int root_fd,
                      Fs& fs, ExtractScratch& scratch) {
-  MappedFile file;
-  MAT_RETURN_IF_ERROR(map_archive(file, path, shown));
   // Most wheels are small: skip the listing pass when even a 4:1 deflate ratio could not reach
   // kParallelWheelBytes, or when there is no second thread to split onto.
+  struct stat file;
   if (tbb::this_task_arena::max_concurrency() < 2 ||
-      static_cast<int64_t>(file.bytes().size()) * 4 < kParallelWheelBytes) {
-    return extract_wheel_with(file, shown, ex, scratch.zip());
+      (::stat(path.c_str(), &file) == 0 && file.st_size * 4 < kParallelWheelBytes)) {
+    return extract_wheel_with(path, shown, ex, scratch.zip());
   }
-  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> z, open_wheel(file, shown));
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> z, ZipReader::open_file(path, shown));
   MAT_ASSIGN_OR_RETURN(std::vector<WheelMember> members, list_wheel(*z, shown));
   int64_t total = 0;
   for (const WheelMember& m : members) total += m.size;
@@ -863,24 +848,12 @@ Status extract_wheel(const std::string& path, const std::string& shown, Extracto
   std::vector<Status> results(groups);
   tbb::this_task_arena::isolate([&] {
     tbb::parallel_for(0, groups, [&](int g) {
-      results[g] = extract_wheel_with(file, shown, *parts[g], scratches[g]->zip());
+      results[g] = extract_wheel_with(path, shown, *parts[g], scratches[g]->zip());
     });
   });
   for (const Status& st : results) MAT_RETURN_IF_ERROR(st);
   for (auto& part : parts) ex.absorb(std::move(*part));
   return Status::Ok();
-}
-
-// Reads the outer zip's current member block by block, for ZstdReadAhead.
-Result<bool> pull_member_block(archive* outer, const std::string& where, const void** data,
-                               size_t* size) {
-  la_int64_t offset = 0;
-  int r = archive_read_data_block(outer, data, size, &offset);
-  if (r == ARCHIVE_EOF) return false;
-  if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-    return Corrupt(where + " (outer zip): " + archive_error(outer));
-  }
-  return true;
 }
 
 // Matches on the last path component: some repacked .conda files (one in the shared corpus,
@@ -892,34 +865,36 @@ bool is_inner_tar(std::string_view name) {
 }
 
 // The inner tar.zst is decoded a few chunks ahead on another worker when one is free
-// (ZstdReadAhead), while this thread parses the tar and writes the files.
-Status extract_inner(archive* outer, const std::string& where, Extractor& ex) {
+// (ZstdReadAhead), while this thread parses the tar and writes the files. Whoever holds the
+// decoder pulls the member's next block; only one does at a time.
+Status extract_inner(ZipReader::Stream& member, const std::string& where, Extractor& ex) {
   ZstdReadAhead reader(
-      [outer, &where](const void** data, size_t* size) {
-        return pull_member_block(outer, where, data, size);
+      [&member, &where](const void** data, size_t* size) -> Result<bool> {
+        Result<std::span<const char>> block = member.next();
+        if (!block.ok()) return Corrupt(where + " (outer zip): " + block.status().message());
+        *data = block->data();
+        *size = block->size();
+        return !block->empty();
       },
       where);
   return extract_decoded_tar([&reader] { return reader.next(); }, where, ex);
 }
 
 // A .conda is a zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst; either tar may be
-// missing (info-only packages), both extract into the same tree. Other members are ignored.
-Status extract_conda(const std::string& path, const std::string& shown, Extractor& ex) {
-  ArchiveRead outer(archive_read_new());
-  // Seekable: zip64 members with data descriptors are only readable from the central directory.
-  archive_read_support_format_zip_seekable(outer.get());
-  MAT_RETURN_IF_ERROR(open_file(outer.get(), path, shown));
+// missing (info-only packages), both extract into the same tree. Other members are ignored. The
+// zip is read with ZipReader (central directory, CRC-32 of the stored members by ISA-L).
+Status extract_conda(const std::string& path, const std::string& shown, Extractor& ex,
+                     ExtractScratch& scratch) {
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> outer, ZipReader::open_file(path, shown));
   int inner_tars = 0;
-  for (;;) {
-    archive_entry* e = nullptr;
-    int r = archive_read_next_header(outer.get(), &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      return Corrupt(shown + ": " + archive_error(outer.get()));
-    }
-    const char* name = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
-    if (!name || !is_inner_tar(name)) continue;
-    MAT_RETURN_IF_ERROR(extract_inner(outer.get(), shown + ": " + name, ex));
+  for (size_t i = 0; i < outer->members(); ++i) {
+    auto m = outer->member(i);
+    if (!m.ok()) return Corrupt(shown + ": " + m.status().message());
+    if (m->is_dir || !is_inner_tar(m->name)) continue;
+    const std::string where = shown + ": " + m->name;
+    auto member = outer->read(i, scratch.zip());
+    if (!member.ok()) return Corrupt(where + " (outer zip): " + member.status().message());
+    MAT_RETURN_IF_ERROR(extract_inner(*member, where, ex));
     ++inner_tars;
   }
   if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
@@ -995,7 +970,7 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
   const std::string shown = base_name(archive_path);
   switch (f) {
     case ArchiveFormat::kConda:
-      MAT_RETURN_IF_ERROR(extract_conda(archive_path, shown, ex));
+      MAT_RETURN_IF_ERROR(extract_conda(archive_path, shown, ex, scratch));
       break;
     case ArchiveFormat::kTarBz2:
       MAT_RETURN_IF_ERROR(extract_tar(archive_path, shown, ex));

@@ -29,10 +29,10 @@
 // plus owner-read, so the cache stays readable; directories are 0755 (before umask) whatever
 // the archive says, since conda records no directory modes. mtimes are not restored.
 //
-// Names: libarchive decodes UTF-8-flagged zip names (the .conda outer zip) into the process
-// locale, so the process must run with a UTF-8 LC_CTYPE (main() calls setlocale(LC_CTYPE,
-// "C.UTF-8") or similar); under a non-UTF-8 locale such a name fails with kInternal saying so.
-// Tar names are raw bytes, and libzip gives wheel names as UTF-8, in any locale.
+// Names: zips (wheels, the .conda outer zip) are read with libzip (cache/zip_reader.h), which
+// gives UTF-8 names in any locale. Tar names are raw bytes, except pax "path" records, which
+// libarchive decodes into the process locale: the process must run with a UTF-8 LC_CTYPE (main()
+// calls setlocale(LC_CTYPE, "C.UTF-8") or similar), else such a name fails with kInternal.
 #pragma once
 
 #include <memory>
@@ -64,8 +64,7 @@ class ExtractScratch {
   std::vector<char>& buffer() { return buf_; }
   XXH3_state_s* xxh3() { return xxh3_; }
   Hasher& sha256() { return sha256_; }
-  // Wheels: the zip reader's buffers and inflate state, made on first use (conda packages never
-  // need them).
+  // The zip reader's buffers and inflate state (wheels, .conda outer zips), made on first use.
   ZipScratch& zip();
 
  private:

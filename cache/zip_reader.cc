@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 
 namespace mat::cache {
@@ -22,6 +23,33 @@ ZipScratch::ZipScratch()
       out_(std::make_unique_for_overwrite<unsigned char[]>(kChunk)),
       inflater_(std::make_unique<inflate_state>()) {}
 ZipScratch::~ZipScratch() = default;
+
+Result<std::unique_ptr<ZipReader>> ZipReader::open_file(const std::string& path,
+                                                        const std::string& shown) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return NotFound(shown + ": no such file");
+    return ErrnoStatus("stat " + path, errno);
+  }
+  if (st.st_size == 0) return Corrupt(shown + ": not a readable zip archive: empty file");
+  int code = 0;
+  zip_t* z = zip_open(path.c_str(), ZIP_RDONLY, &code);
+  if (!z) {
+    zip_error_t err;
+    zip_error_init_with_code(&err, code);
+    std::string msg = zip_error_text(&err);
+    zip_error_fini(&err);
+    if (code == ZIP_ER_NOENT) return NotFound(shown + ": " + msg);
+    if (code == ZIP_ER_OPEN || code == ZIP_ER_READ) return IoError(shown + ": " + msg);
+    return Corrupt(shown + ": not a readable zip archive: " + msg);
+  }
+  zip_int64_t n = zip_get_num_entries(z, 0);
+  if (n < 0) {
+    zip_discard(z);
+    return Corrupt(shown + ": cannot count the zip members");
+  }
+  return std::unique_ptr<ZipReader>(new ZipReader(z, static_cast<size_t>(n)));
+}
 
 Result<std::unique_ptr<ZipReader>> ZipReader::open(std::span<const unsigned char> bytes,
                                                    const std::string& shown) {

@@ -55,7 +55,12 @@ class ZipReader {
     bool is_symlink = false;
   };
 
-  // Opens the zip held in `bytes` (which must outlive the reader); `shown` names it in errors.
+  // Opens the zip file at `path`, read with pread-sized reads as members are read (not mapped:
+  // the resident size stays two chunks whatever the wheel's size); `shown` names it in errors.
+  // A missing file is kNotFound.
+  static Result<std::unique_ptr<ZipReader>> open_file(const std::string& path,
+                                                      const std::string& shown);
+  // Opens the zip held in `bytes` (which must outlive the reader).
   static Result<std::unique_ptr<ZipReader>> open(std::span<const unsigned char> bytes,
                                                  const std::string& shown);
   ~ZipReader();

@@ -98,6 +98,28 @@ TEST_F(ZipReaderTest, ListsAndReadsStoredAndDeflatedMembers) {
   }
 }
 
+TEST_F(ZipReaderTest, OpensFiles) {
+  testing::TempDir dir;
+  const std::string path = dir / "t.whl";
+  testing::write_bytes(path, testing::make_zip({{"a.py", 'f', text_of(3000)}}, true));
+  auto z = ZipReader::open_file(path, "t.whl");
+  ASSERT_TRUE(z.ok()) << z.status().to_string();
+  EXPECT_EQ(text_or_error(read_all(**z, 0, scratch_)), text_of(3000));
+
+  auto missing = ZipReader::open_file(dir / "gone.whl", "gone.whl");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  testing::write_bytes(dir / "empty.whl", "");
+  auto empty = ZipReader::open_file(dir / "empty.whl", "empty.whl");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.status().code(), Code::kCorrupt);
+  EXPECT_NE(empty.status().message().find("empty.whl"), std::string::npos);
+  testing::write_bytes(dir / "junk.whl", "PK\x03\x04 not really a zip");
+  auto junk = ZipReader::open_file(dir / "junk.whl", "junk.whl");
+  ASSERT_FALSE(junk.ok());
+  EXPECT_EQ(junk.status().code(), Code::kCorrupt);
+}
+
 TEST_F(ZipReaderTest, SymlinkMembersAreFlagged) {
   auto z = open(testing::make_zip({{"link", 'l', "", "target"}}));
   ASSERT_TRUE(z.ok());
