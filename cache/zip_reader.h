@@ -86,7 +86,8 @@ class ZipReader {
     Result<std::span<const char>> inflated();   // deflate, with igzip
     Result<std::span<const char>> raw();        // stored: the bytes as they are
     Result<std::span<const char>> by_libzip();  // any other method libzip knows
-    Status check_crc() const;
+    Status check_crc() const;                   // deflate: igzip's CRC-32 of the output
+    Status read_error() const;                  // zip_fread failed: why
 
     const ZipReader* z_;
     size_t index_;
@@ -96,7 +97,6 @@ class ZipReader {
     bool started_ = false, done_ = false;
     uint64_t in_left_ = 0;  // compressed bytes not yet read from the archive
     uint64_t out_ = 0;      // bytes handed out
-    uint32_t crc_ = 0;      // CRC-32 of those bytes (stored members)
   };
   Result<Stream> read(size_t index, ZipScratch& scratch) const;
 
