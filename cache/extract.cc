@@ -882,7 +882,7 @@ Status extract_inner(ZipReader::Stream& member, const std::string& where, Extrac
 
 // A .conda is a zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst; either tar may be
 // missing (info-only packages), both extract into the same tree. Other members are ignored. The
-// zip is read with ZipReader (central directory, CRC-32 of the stored members by ISA-L).
+// zip is read with ZipReader (central directory; libzip checks the stored members' CRC-32).
 Status extract_conda(const std::string& path, const std::string& shown, Extractor& ex,
                      ExtractScratch& scratch) {
   MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> outer, ZipReader::open_file(path, shown));

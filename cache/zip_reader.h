@@ -1,16 +1,18 @@
-// ZipReader: a wheel's members, read from a mapped zip with libzip (central directory, the same
-// index pip's zipfile uses), deflate members inflated by ISA-L's igzip in 256 KiB steps.
+// ZipReader: the members of a zip file (a wheel, a .conda's outer zip), listed and read with
+// libzip from the central directory (the index pip's zipfile uses); deflate members are inflated
+// by ISA-L's igzip in 256 KiB steps, stored members come as they are.
 //
-// Why not libarchive's zip reader, as for the .conda outer zip: wheels are deflate, and zlib
-// 1.2.13's inflate was half of a cold wheel install's user CPU. On the bench wheels' 87 MB
-// (CRC-32 included): zlib 208 ms, igzip streaming 115 ms, libdeflate 94 ms. libdeflate needs
-// each member whole in memory: with members up to 8 MB that is 16 MB of buffers per reader,
-// which cost more in page faults (14k per run, +0.07 s of sys) than its speed saved; igzip
-// streams with two 256 KiB buffers.
+// Why not libarchive's zip reader: wheels are deflate, and zlib 1.2.13's inflate was half of a
+// cold wheel install's user CPU. On the bench wheels' 87 MB (CRC-32 included): zlib 208 ms,
+// igzip streaming 115 ms, libdeflate 94 ms. libdeflate needs each member whole in memory: with
+// members up to 8 MB that is 16 MB of buffers per reader, which cost more in page faults (14k per
+// run, +0.07 s of sys) than its speed saved; igzip streams with two 256 KiB buffers. The file is
+// read, not mapped, so the resident size does not grow with the archive.
 //
 // Checks made here: encrypted members are refused; a stored member's compressed and
 // uncompressed sizes agree; a deflate stream yields no more than the declared size (a shorter
-// one is handed on for the caller's size check); the CRC-32 matches the central directory.
+// one is handed on for the caller's size check); the CRC-32 matches the central directory
+// (igzip's for deflate, libzip's own check for stored members).
 #pragma once
 
 #include <zip.h>
