@@ -162,12 +162,12 @@ class Extractor {
   Extractor(int root_fd, Fs& fs, ExtractScratch& scratch, bool wheel = false)
       : root_fd_(root_fd), fs_(fs), scratch_(scratch), wheel_(wheel) {}
 
-  // Extracts every member of `a`; `where` names the archive (and inner tar) in messages.
+  // Extracts every member of the tar `a`; `where` names the archive (and inner tar) in messages.
   Status extract_all(archive* a, const std::string& where);
   // The same for a wheel read by ZipReader.
   Status extract_all(const ZipReader& z, ZipScratch& zs, const std::string& where);
-  // Restricts extract_all() to the members whose index (0-based, in archive order) has
-  // take[index] set, and marks the tree as shared with other Extractors filling it at the same
+  // Restricts the ZipReader extract_all() to the members whose index (0-based, in archive order)
+  // has take[index] set, and marks the tree as shared with other Extractors filling it at the same
   // time: a directory that appears meanwhile is not an error. The caller has checked that
   // no name is both a file and a directory, and that no file name repeats (list_wheel()).
   void share_tree(std::vector<bool> take) {
@@ -230,13 +230,10 @@ class Extractor {
 };
 
 Status Extractor::extract_all(archive* a, const std::string& where) {
-  for (size_t index = 0;; ++index) {
+  for (;;) {
     archive_entry* e = nullptr;
     int r = archive_read_next_header(a, &e);
     if (r == ARCHIVE_EOF) return Status::Ok();
-    // Members of other groups: the next header call skips their data (the seekable zip reader
-    // seeks past it without decompressing).
-    if (!taken(index)) continue;
     // ARCHIVE_WARN covers recoverable oddities such as a name libarchive could not convert;
     // a null name is caught in add().
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Corrupt(where + ": " + archive_error(a));
@@ -672,13 +669,6 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Maps an archive; a missing file is kNotFound naming it as `shown`.
-Status map_archive(MappedFile& file, const std::string& path, const std::string& shown) {
-  Status st = file.map(path);
-  if (st.code() == Code::kNotFound) return NotFound(shown + ": " + st.message());
-  return st;
-}
-
 // Feeds libarchive's tar reader from a decoder that hands out decoded chunks in order
 // (Bz2ParallelReader, ZstdReadAhead): no filter, no copy.
 struct ChunkSource {
@@ -722,7 +712,10 @@ bool starts_like_bzip2(std::span<const unsigned char> b) {
 // caller's arena, and read as a plain tar; anything else goes through libarchive's filters.
 Status extract_tar(const std::string& path, const std::string& shown, Extractor& ex) {
   MappedFile file;
-  MAT_RETURN_IF_ERROR(map_archive(file, path, shown));
+  if (Status st = file.map(path); !st.ok()) {
+    if (st.code() == Code::kNotFound) return NotFound(shown + ": " + st.message());
+    return st;
+  }
   if (starts_like_bzip2(file.bytes())) {
     // The mapped archive's resident pages are kept to about the blocks being decoded: the
     // reader scans the whole input on its first call, then moves through it.
@@ -848,7 +841,9 @@ Status extract_wheel(const std::string& path, const std::string& shown, Extracto
   std::vector<Status> results(groups);
   tbb::this_task_arena::isolate([&] {
     tbb::parallel_for(0, groups, [&](int g) {
-      results[g] = extract_wheel_with(path, shown, *parts[g], scratches[g]->zip());
+      // Group 0 reads with the listing's reader; a ZipReader serves one thread at a time.
+      results[g] = g == 0 ? parts[0]->extract_all(*z, scratches[0]->zip(), shown)
+                          : extract_wheel_with(path, shown, *parts[g], scratches[g]->zip());
     });
   });
   for (const Status& st : results) MAT_RETURN_IF_ERROR(st);

@@ -50,34 +50,6 @@ Result<std::unique_ptr<ZipReader>> ZipReader::open_file(const std::string& path,
   return std::unique_ptr<ZipReader>(new ZipReader(z, static_cast<size_t>(n)));
 }
 
-Result<std::unique_ptr<ZipReader>> ZipReader::open(std::span<const unsigned char> bytes,
-                                                   const std::string& shown) {
-  // libzip reads an empty buffer as an empty archive; zipfile (pip) calls it no zip at all.
-  if (bytes.empty()) return Corrupt(shown + ": not a readable zip archive: empty file");
-  zip_error_t err;
-  zip_error_init(&err);
-  zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &err);
-  if (!src) {
-    std::string msg = zip_error_text(&err);
-    zip_error_fini(&err);
-    return Internal(shown + ": " + msg);
-  }
-  zip_t* z = zip_open_from_source(src, ZIP_RDONLY, &err);
-  if (!z) {
-    zip_source_free(src);
-    std::string msg = zip_error_text(&err);
-    zip_error_fini(&err);
-    return Corrupt(shown + ": not a readable zip archive: " + msg);
-  }
-  zip_error_fini(&err);
-  zip_int64_t n = zip_get_num_entries(z, 0);
-  if (n < 0) {
-    zip_discard(z);
-    return Corrupt(shown + ": cannot count the zip members");
-  }
-  return std::unique_ptr<ZipReader>(new ZipReader(z, static_cast<size_t>(n)));
-}
-
 ZipReader::~ZipReader() { zip_discard(z_); }
 
 std::string ZipReader::error() const { return zip_error_text(zip_get_error(z_)); }

@@ -62,9 +62,6 @@ class ZipReader {
   // A missing file is kNotFound.
   static Result<std::unique_ptr<ZipReader>> open_file(const std::string& path,
                                                       const std::string& shown);
-  // Opens the zip held in `bytes` (which must outlive the reader).
-  static Result<std::unique_ptr<ZipReader>> open(std::span<const unsigned char> bytes,
-                                                 const std::string& shown);
   ~ZipReader();
   ZipReader(const ZipReader&) = delete;
   ZipReader& operator=(const ZipReader&) = delete;

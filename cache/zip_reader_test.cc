@@ -15,10 +15,6 @@ namespace {
 
 using testing::Member;
 
-std::span<const unsigned char> bytes_of(const std::string& s) {
-  return {reinterpret_cast<const unsigned char*>(s.data()), s.size()};
-}
-
 // Member `index`'s bytes, or "<error: ...>".
 std::string text_or_error(const Result<std::string>& r) {
   return r.ok() ? *r : "<error: " + r.status().to_string() + ">";
@@ -64,8 +60,11 @@ std::string text_of(size_t n) {
 class ZipReaderTest : public ::testing::Test {
  protected:
   Result<std::unique_ptr<ZipReader>> open(const std::string& zip) {
-    return ZipReader::open(bytes_of(zip), "t.whl");
+    const std::string path = dir_ / "t.whl";
+    testing::write_bytes(path, zip);
+    return ZipReader::open_file(path, "t.whl");
   }
+  testing::TempDir dir_;
   ZipScratch scratch_;
 };
 
