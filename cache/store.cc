@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -53,20 +54,8 @@ bool is_real_dir(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// An archive is read once, by its extraction, and is then only kept for `cache verify` and
-// re-extraction. Its page-cache pages (clean: publish() fsynced it) are handed back to the
-// kernel right away, so the tree files written next reuse recently freed pages instead of
-// growing the page cache by the archive's size. On a VM whose host backs guest memory lazily,
-// a never-touched page costs several µs to fault in; a just-freed one does not (measured:
-// writing 1 GB took 0.24 s of sys right after deleting a 1 GB file, 1.6-2.9 s into fresh
-// memory). A hint: failures are ignored.
-void drop_page_cache(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.valid()) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
-}
-
-// Durability of a rename: fsync the directory. Best effort: the entry is already visible, so a
-// failure here must not turn a published entry into a reported error.
+// Durability of renames into `dir`: fsync the directory. Best effort: the entries are already
+// visible, so a failure here must not turn a published entry into a reported error.
 void fsync_dir(Fs& fs, const std::string& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.valid()) fs.fsync(fd.get(), dir).ignore();
@@ -142,8 +131,13 @@ Status walk_tree(int dir_fd, const std::string& rel, const std::string& shown, D
 
 class PendingArchiveImpl final : public PendingArchive {
  public:
-  PendingArchiveImpl(Fs& fs, std::string tmp, std::string final_path, UniqueFd fd)
-      : fs_(fs), tmp_(std::move(tmp)), final_(std::move(final_path)), fd_(std::move(fd)) {}
+  PendingArchiveImpl(Fs& fs, std::string tmp, std::string final_path, UniqueFd fd,
+                     std::atomic<bool>* dir_renamed)
+      : fs_(fs),
+        tmp_(std::move(tmp)),
+        final_(std::move(final_path)),
+        fd_(std::move(fd)),
+        dir_renamed_(dir_renamed) {}
   ~PendingArchiveImpl() override { abort(); }
 
   Status reset() override {
@@ -179,6 +173,7 @@ class PendingArchiveImpl final : public PendingArchive {
   }
 
   int64_t bytes() const override { return bytes_; }
+  const std::string& path() const override { return tmp_; }
   // Dirty bytes of a download after which write() starts their write-back.
   static constexpr int64_t kWritebackBytes = 4 << 20;
 
@@ -194,7 +189,7 @@ class PendingArchiveImpl final : public PendingArchive {
     }
     if (is_regular(tmp_)) ::unlink(tmp_.c_str());
     tmp_.clear();
-    fsync_dir(fs_, dir_name(final_));
+    dir_renamed_->store(true);  // Store::sync_dirs() makes the rename durable
     return final_;
   }
 
@@ -211,6 +206,7 @@ class PendingArchiveImpl final : public PendingArchive {
   UniqueFd fd_;
   int64_t bytes_ = 0;
   int64_t written_back_ = 0;  // bytes handed to sync_file_range(SYNC_FILE_RANGE_WRITE)
+  std::atomic<bool>* dir_renamed_;  // the store's "archives/ changed since sync_dirs()"
 };
 
 class StoreImpl final : public Store {
@@ -247,11 +243,19 @@ class StoreImpl final : public Store {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!fd.valid()) return ErrnoStatus("create " + tmp, errno);
     return std::unique_ptr<PendingArchive>(
-        new PendingArchiveImpl(fs_, std::move(tmp), paths_.archive(key, f), std::move(fd)));
+        new PendingArchiveImpl(fs_, std::move(tmp), paths_.archive(key, f), std::move(fd),
+                               &archives_renamed_));
   }
 
   Result<std::string> extract(const Key& key, const std::string& archive_path, ArchiveFormat f,
                               ExtractStats* stats) const override;
+  Result<std::unique_ptr<PendingTree>> extract_pending(const Key& key,
+                                                       const std::string& archive_path,
+                                                       ArchiveFormat f) const override;
+  void sync_dirs() const override {
+    if (archives_renamed_.exchange(false)) fsync_dir(fs_, paths_.archives_dir());
+    if (trees_renamed_.exchange(false)) fsync_dir(fs_, paths_.trees_dir());
+  }
   Result<StoreStats> stats() const override;
   Result<std::vector<VerifyProblem>> verify() const override;
   Status clean(bool all) const override;
@@ -267,45 +271,88 @@ class StoreImpl final : public Store {
   Fs& fs_;
   // Extraction buffers, one per thread (STYLE §5): 256 KiB each, reused across packages.
   mutable tbb::enumerable_thread_specific<ExtractScratch> scratch_;
+  // Renames into archives/ and trees/ since the last sync_dirs().
+  mutable std::atomic<bool> archives_renamed_{false}, trees_renamed_{false};
+  friend class PendingTreeImpl;
 };
 
 Status StoreImpl::write_manifest(const std::string& path, const std::string& json) const {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd.valid()) return ErrnoStatus("create " + path, errno);
   MAT_RETURN_IF_ERROR(fs_.write_all(fd.get(), json.data(), json.size(), path));
-  MAT_RETURN_IF_ERROR(fs_.fsync(fd.get(), path));
   if (::close(fd.release()) != 0) return ErrnoStatus("close " + path, errno);
   return Status::Ok();
 }
 
-Result<std::string> StoreImpl::extract(const Key& key, const std::string& archive_path,
-                                       ArchiveFormat f, ExtractStats* stats) const {
+class PendingTreeImpl final : public PendingTree {
+ public:
+  PendingTreeImpl(const StoreImpl& store, Key key, std::string tmp, ExtractStats stats)
+      : store_(store),
+        key_(std::move(key)),
+        tmp_(std::move(tmp)),
+        pkg_(Paths::pkg_in(tmp_)),
+        stats_(stats) {}
+  ~PendingTreeImpl() override {
+    if (!tmp_.empty()) remove_all(tmp_).ignore();
+  }
+
+  const std::string& pkg_dir() const override { return pkg_; }
+  const ExtractStats& stats() const override { return stats_; }
+
+  Result<std::string> commit() override {
+    if (tmp_.empty()) return Internal("pending tree " + key_.str() + ": commit() twice");
+    // The manifest was written by extract_pending(); make it durable before the rename that
+    // makes it visible.
+    std::string manifest = Paths::manifest_in(tmp_);
+    UniqueFd fd(::open(manifest.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus("open " + manifest, errno);
+    MAT_RETURN_IF_ERROR(store_.fs_.fsync(fd.get(), manifest));
+    // The rename is the commit point. If the tree appeared meanwhile (another process held a
+    // different lock file, or the caller skipped the lock), theirs is as good as ours.
+    const Paths& paths = store_.paths_;
+    if (!store_.find_tree(key_)) {
+      Status st = store_.fs_.rename(tmp_, paths.tree(key_));
+      if (st.ok()) {
+        tmp_.clear();
+        store_.trees_renamed_.store(true);
+      } else if (!store_.find_tree(key_)) {
+        return st;
+      }
+    }
+    return paths.tree_pkg(key_);
+  }
+
+ private:
+  const StoreImpl& store_;
+  Key key_;
+  std::string tmp_;  // "" once renamed into trees/
+  std::string pkg_;
+  ExtractStats stats_;
+};
+
+Result<std::unique_ptr<PendingTree>> StoreImpl::extract_pending(const Key& key,
+                                                                const std::string& archive_path,
+                                                                ArchiveFormat f) const {
   MAT_RETURN_IF_ERROR(check_key(key));
   std::string tmp = paths_.new_tmp_path();
   if (::mkdir(tmp.c_str(), 0755) != 0) return ErrnoStatus("create " + tmp, errno);
   TempDirGuard guard(tmp);
   std::string pkg = Paths::pkg_in(tmp);
   if (::mkdir(pkg.c_str(), 0755) != 0) return ErrnoStatus("create " + pkg, errno);
-
-  auto extracted = extract_archive(archive_path, f, pkg, fs_, scratch_.local());
-  drop_page_cache(archive_path);
-  if (!extracted.ok()) return extracted.status();
-  Manifest m = std::move(*extracted);
+  MAT_ASSIGN_OR_RETURN(Manifest m, extract_archive(archive_path, f, pkg, fs_, scratch_.local()));
   MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), manifest_to_json(key, m)));
+  guard.release();
+  return std::unique_ptr<PendingTree>(new PendingTreeImpl(*this, key, std::move(tmp), stats_of(m)));
+}
 
-  // The rename is the commit point. If the tree appeared meanwhile (another process held a
-  // different lock file, or the caller skipped the lock), theirs is as good as ours.
-  if (!find_tree(key)) {
-    Status st = fs_.rename(tmp, paths_.tree(key));
-    if (st.ok()) {
-      guard.release();
-      fsync_dir(fs_, paths_.trees_dir());
-    } else if (!find_tree(key)) {
-      return st;
-    }
-  }
-  if (stats) *stats = stats_of(m);
-  return paths_.tree_pkg(key);
+Result<std::string> StoreImpl::extract(const Key& key, const std::string& archive_path,
+                                       ArchiveFormat f, ExtractStats* stats) const {
+  auto pending = extract_pending(key, archive_path, f);
+  drop_page_cache(archive_path);  // a published archive is clean: its pages go
+  if (!pending.ok()) return pending.status();
+  MAT_ASSIGN_OR_RETURN(std::string pkg, (*pending)->commit());
+  if (stats) *stats = (*pending)->stats();
+  return pkg;
 }
 
 Result<StoreStats> StoreImpl::stats() const {
@@ -473,6 +520,17 @@ Status StoreImpl::remove_entry(const Key& key) const {
 }
 
 }  // namespace
+
+// An archive is read once, by its extraction, and is then only kept for `cache verify` and
+// re-extraction. Its page-cache pages (clean once fsynced) are handed back to the kernel right
+// away, so the tree files written next reuse recently freed pages instead of growing the page
+// cache by the archive's size. On a VM whose host backs guest memory lazily, a never-touched
+// page costs several µs to fault in; a just-freed one does not (measured: writing 1 GB took
+// 0.24 s of sys right after deleting a 1 GB file, 1.6-2.9 s into fresh memory).
+void drop_page_cache(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.valid()) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+}
 
 Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs) {
   Paths paths(absolute_path(root));

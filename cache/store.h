@@ -14,7 +14,9 @@
 //
 // Publish protocol: write into tmp/ (same file system) → verify → fsync → rename into place.
 // A final name always means a complete, verified entry; a crash leaves only tmp/ garbage that
-// `clean` removes. Concurrent processes coordinate with the per-entry lock: whoever holds it
+// `clean` removes. The renames themselves become durable at sync_dirs() (one fsync of
+// archives/ and one of trees/ per run, not one per entry): a power loss before it can only
+// make entries disappear, never expose a partial one. Concurrent processes coordinate with the per-entry lock: whoever holds it
 // produces the entry; the others wait for that entry only, then find it published.
 //
 // Thread safety: a Store is immutable after open(); all methods may be called concurrently
@@ -48,6 +50,13 @@ enum class ArchiveFormat { kConda, kTarBz2, kWheel };
 std::optional<ArchiveFormat> format_from_name(std::string_view file_name);
 const char* format_ext(ArchiveFormat f);
 
+struct ExtractStats {
+  int64_t files = 0;  // regular files written
+  int64_t bytes = 0;  // uncompressed bytes written
+  int64_t symlinks = 0;
+  int64_t dirs = 0;
+};
+
 // An archive being written into the cache's tmp/ (the download sink writes through this).
 // Not thread-safe: one writer, one thread at a time. Destruction without publish() removes the
 // temp file.
@@ -59,17 +68,31 @@ class PendingArchive {
   virtual Status finish() = 0;  // flush; the caller then verifies the digest
   virtual void abort() = 0;     // remove the temp file
   virtual int64_t bytes() const = 0;
+  // The temp file: complete and readable once finish() returned (extraction reads it there,
+  // so the fsync of publish() can run later, on another thread). "" after publish()/abort().
+  virtual const std::string& path() const = 0;
   // The caller has verified the digest: fsync and rename to archives/<key><ext>.
   // Returns the final path.
   virtual Result<std::string> publish() = 0;
 };
 
-struct ExtractStats {
-  int64_t files = 0;  // regular files written
-  int64_t bytes = 0;  // uncompressed bytes written
-  int64_t symlinks = 0;
-  int64_t dirs = 0;
+// A tree extracted into tmp/, not yet under trees/. Destruction without commit() removes it.
+// Not thread-safe; may be handed to another thread (commit() blocks on the disk).
+class PendingTree {
+ public:
+  virtual ~PendingTree() = default;
+  // The extracted members, in tmp/ until commit().
+  virtual const std::string& pkg_dir() const = 0;
+  virtual const ExtractStats& stats() const = 0;
+  // fsync the manifest, rename into trees/<key> (the commit point). If the tree appeared
+  // meanwhile (another process), theirs is kept. Returns the published tree's pkg/ directory.
+  virtual Result<std::string> commit() = 0;
 };
+
+// Hands a file's page-cache pages back to the kernel (POSIX_FADV_DONTNEED). For an archive that
+// was read once, by its extraction, after its fsync (dirty pages are not dropped). A hint:
+// failures are ignored.
+void drop_page_cache(const std::string& path);
 
 struct StoreStats {
   int64_t archives = 0, archive_bytes = 0;
@@ -111,6 +134,16 @@ class Store {
   // entry lock. Safe to call concurrently for different keys.
   virtual Result<std::string> extract(const Key& key, const std::string& archive_path,
                                       ArchiveFormat f, ExtractStats* stats) const = 0;
+  // extract() split in two: the CPU half here, the disk-bound commit (fsync + rename) in the
+  // returned PendingTree, so a caller can run it off its compute threads. Unlike extract(),
+  // leaves the archive's page cache alone (it may still be dirty; see drop_page_cache).
+  virtual Result<std::unique_ptr<PendingTree>> extract_pending(const Key& key,
+                                                               const std::string& archive_path,
+                                                               ArchiveFormat f) const = 0;
+  // Makes every rename into archives/ and trees/ done so far durable (fsync of each directory
+  // that changed). Call once at the end of a run. Best effort: the entries are already
+  // visible and complete; a failure only weakens durability across a power loss.
+  virtual void sync_dirs() const = 0;
 
   virtual Result<StoreStats> stats() const = 0;
   // Re-hashes every archive against its key and every tree against its manifest.

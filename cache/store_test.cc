@@ -297,6 +297,100 @@ TEST_F(StoreTest, ExtractWriteFailureIsNoSpaceAndPublishesNoTree) {
   EXPECT_TRUE(tmp_entries().empty());
 }
 
+// The install's order: extract from the download's temp file, then (on another thread)
+// publish the archive and commit the tree. Nothing is visible before its commit; the manifest
+// and the archive are fsynced before their renames; the directories only at sync_dirs().
+TEST_F(StoreTest, ExtractFromPendingArchiveThenPublishAndCommit) {
+  FaultFs fault(posix_fs());
+  open_store(fault);
+  std::string bytes = simple_conda();
+  Key key{HashKind::kSha256, sha256_hex(bytes)};
+  auto p = store_->begin_archive(key, ArchiveFormat::kConda);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE((*p)->write(bytes.data(), bytes.size()).ok());
+  ASSERT_TRUE((*p)->finish().ok());
+  const std::string tmp_archive = (*p)->path();
+  ASSERT_EQ(dir_name(tmp_archive), root_ + "/v1/tmp");
+
+  auto tree = store_->extract_pending(key, tmp_archive, ArchiveFormat::kConda);
+  ASSERT_TRUE(tree.ok()) << tree.status().to_string();
+  EXPECT_EQ(testing::slurp((*tree)->pkg_dir() + "/bin/t"), "#!/bin/sh\n");
+  EXPECT_EQ((*tree)->stats().files, 3);
+  EXPECT_FALSE(store_->find_tree(key));
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kConda));
+  EXPECT_TRUE(fault.fsynced().empty());  // extraction itself never waits on the disk
+
+  auto archive = (*p)->publish();
+  ASSERT_TRUE(archive.ok()) << archive.status().to_string();
+  auto pkg = (*tree)->commit();
+  ASSERT_TRUE(pkg.ok()) << pkg.status().to_string();
+  EXPECT_EQ(*pkg, root_ + "/v1/trees/" + key.str() + "/pkg");
+  EXPECT_EQ(store_->find_tree(key), *pkg);
+  EXPECT_EQ(store_->find_archive(key, ArchiveFormat::kConda), *archive);
+  EXPECT_EQ(testing::slurp(*pkg + "/bin/t"), "#!/bin/sh\n");
+  auto synced = fault.fsynced();
+  ASSERT_EQ(synced.size(), 2u);
+  EXPECT_EQ(synced[0], tmp_archive);
+  EXPECT_EQ(base_name(synced[1]), "manifest.json");
+
+  // One fsync per changed directory, however many entries were renamed into it.
+  store_->sync_dirs();
+  synced = fault.fsynced();
+  ASSERT_EQ(synced.size(), 4u);
+  EXPECT_EQ(synced[2], root_ + "/v1/archives");
+  EXPECT_EQ(synced[3], root_ + "/v1/trees");
+  store_->sync_dirs();
+  EXPECT_EQ(fault.fsynced().size(), 4u);  // nothing renamed since
+  tree->reset();
+  p->reset();
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
+TEST_F(StoreTest, PendingTreeDestroyedWithoutCommitLeavesNothing) {
+  auto [path, key] = fixture("t-1-0.conda", simple_conda());
+  auto tree = store_->extract_pending(key, path, ArchiveFormat::kConda);
+  ASSERT_TRUE(tree.ok()) << tree.status().to_string();
+  EXPECT_EQ(tmp_entries().size(), 1u);
+  tree->reset();
+  EXPECT_TRUE(tmp_entries().empty());
+  EXPECT_FALSE(store_->find_tree(key));
+  EXPECT_TRUE(testing::list(root_ + "/v1/trees").empty());
+}
+
+// A manifest that cannot be made durable is not committed: the tree stays invisible.
+TEST_F(StoreTest, CommitFsyncFailurePublishesNoTree) {
+  FaultFs fault(posix_fs());
+  open_store(fault);
+  auto [path, key] = fixture("t-1-0.conda", simple_conda());
+  auto tree = store_->extract_pending(key, path, ArchiveFormat::kConda);
+  ASSERT_TRUE(tree.ok()) << tree.status().to_string();
+  fault.fail_fsyncs(true);
+  auto pkg = (*tree)->commit();
+  ASSERT_FALSE(pkg.ok());
+  EXPECT_EQ(pkg.status().code(), Code::kIo) << pkg.status().to_string();
+  EXPECT_NE(pkg.status().message().find("manifest.json"), std::string::npos);
+  EXPECT_FALSE(store_->find_tree(key));
+  tree->reset();
+  EXPECT_TRUE(tmp_entries().empty());
+  store_->sync_dirs();  // nothing was renamed: no directory to sync
+  EXPECT_EQ(fault.fsynced().size(), 1u);
+}
+
+TEST_F(StoreTest, PublishFsyncFailurePublishesNothing) {
+  FaultFs fault(posix_fs());
+  open_store(fault);
+  Key key{HashKind::kSha256, sha256_hex("abc")};
+  auto p = store_->begin_archive(key, ArchiveFormat::kWheel);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE((*p)->write("abc", 3).ok());
+  fault.fail_fsyncs(true);
+  auto r = (*p)->publish();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kIo);
+  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kWheel));
+  EXPECT_TRUE(tmp_entries().empty());
+}
+
 TEST_F(StoreTest, InvalidKeysNeverReachThePathLayer) {
   Key bad{HashKind::kSha256, "../../../../tmp/x"};
   EXPECT_FALSE(store_->find_archive(bad, ArchiveFormat::kConda));

@@ -9,6 +9,7 @@
 // 0 ok, 1 a package (or the cache) failed, 2 usage error or malformed lock.
 #include <clocale>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <new>
 #include <string>
@@ -83,6 +84,10 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
 int main(int argc, char** argv) {
   // UTF-8 member names in archives are converted with the C locale's charset by libarchive.
   std::setlocale(LC_ALL, "C.UTF-8");
+  // libzip converts each zip member's DOS time with mktime(), and with TZ unset glibc stats
+  // /etc/localtime on every call (~1.6 stats per wheel member: 5.7k for the bench's wheels).
+  // Naming the same file in TZ lets glibc load it once; local time stays the system's.
+  if (!std::getenv("TZ")) ::setenv("TZ", ":/etc/localtime", 0);
   try {
     mat::fetch::global_init();
     CLI::App app{"materializer: turn a lock file into a ready-to-run conda environment, fast"};

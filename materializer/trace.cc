@@ -64,6 +64,7 @@ Status Trace::write(const std::string& path) const {
                     {"args", {{"name", "materializer"}}}});
   for (int64_t tid : lanes) {
     std::string name = tid == kMainLane             ? "main"
+                       : tid == kCommitLane       ? "commit (fsync, rename)"
                        : tid >= kDownloadLaneBase ? "download " + std::to_string(tid - kDownloadLaneBase)
                                                   : "worker " + std::to_string(tid - 1);
     events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", tid},

@@ -1,6 +1,6 @@
 // trace: a Chrome trace-event timeline of one run (--trace FILE.json), so a user *sees* where
-// startup time goes: one lane per worker thread (verify/extract/link per package) and one lane
-// per concurrent download. Opens in Perfetto (ui.perfetto.dev) or chrome://tracing.
+// startup time goes: one lane per worker thread (extract per package), one for the committer
+// (fsync + rename) and one per concurrent download. Opens in Perfetto (ui.perfetto.dev) or chrome://tracing.
 //
 // Thread-safe: add() may be called from any thread (a mutex guards the event list; a run has a
 // few events per package, so contention is irrelevant). Disabled traces cost one branch.
@@ -33,6 +33,8 @@ class Trace {
   // Lane of the calling thread: the TBB worker slot (0..jobs), or kMainLane.
   static int64_t worker_lane();
   static constexpr int64_t kMainLane = 0;
+  // The install's committer thread (fsync + rename of archives and trees).
+  static constexpr int64_t kCommitLane = 999;
   static constexpr int64_t kDownloadLaneBase = 1000;
 
   // Writes {"traceEvents": [...]} with lane names. Errors: kIo, kNoSpace.

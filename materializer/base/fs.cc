@@ -57,6 +57,20 @@ Status FaultFs::write_all(int fd, const void* data, size_t len, const std::strin
   return base_.write_all(fd, data, len, what);
 }
 
+Status FaultFs::fsync(int fd, const std::string& what) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    fsynced_.push_back(what);
+  }
+  if (fail_fsyncs_) return ErrnoStatus("fsync " + what, EIO);
+  return base_.fsync(fd, what);
+}
+
+std::vector<std::string> FaultFs::fsynced() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return fsynced_;
+}
+
 Status FaultFs::rename(const std::string& from, const std::string& to) {
   if (fail_renames_) return ErrnoStatus("rename " + from + " -> " + to, EIO);
   return base_.rename(from, to);

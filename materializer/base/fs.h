@@ -9,9 +9,11 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "materializer/base/status.h"
 
@@ -69,12 +71,19 @@ class FaultFs : public Fs {
     writes_ = 0;
   }
   void fail_renames(bool on) { fail_renames_ = on; }
+  // While on, every fsync fails with EIO (and is still logged).
+  void fail_fsyncs(bool on) { fail_fsyncs_ = on; }
+  // The `what` of every fsync so far, in call order.
+  std::vector<std::string> fsynced() const;
   Status write_all(int fd, const void* data, size_t len, const std::string& what) override;
-  Status fsync(int fd, const std::string& what) override { return base_.fsync(fd, what); }
+  Status fsync(int fd, const std::string& what) override;
   Status rename(const std::string& from, const std::string& to) override;
 
  private:
   Fs& base_;
+  mutable std::mutex mu_;  // guards fsynced_
+  std::vector<std::string> fsynced_;
+  std::atomic<bool> fail_fsyncs_{false};
   std::atomic<int> fail_write_at_{0};
   std::atomic<int> writes_{0};
   std::atomic<bool> fail_renames_{false};

@@ -92,6 +92,19 @@ class NoopAndTraceTest(harness.MaterializerTestCase):
         for e in sorted((e for e in spans if e["cat"] == "download"), key=lambda e: e["ts"]):
             self.assertLessEqual(lanes.get(e["tid"], 0), e["ts"])
             lanes[e["tid"]] = e["ts"] + e["dur"]
+        # The disk-bound half (archive fsync + rename, manifest fsync + rename) of every package
+        # runs on the committer's own lane, after its extraction, never on a worker lane.
+        lane_names = {e["tid"]: e["args"]["name"] for e in events
+                      if e["ph"] == "M" and e["name"] == "thread_name"}
+        commits = [e for e in spans if e["cat"] == "commit"]
+        self.assertEqual(len(commits), n)
+        self.assertEqual({lane_names[e["tid"]] for e in commits}, {"commit (fsync, rename)"})
+        self.assertFalse([e for e in spans if e["cat"] == "publish"])
+        extract_end = {e["name"]: e["ts"] + e["dur"] for e in spans if e["cat"] == "extract"}
+        for e in commits:
+            self.assertGreaterEqual(e["ts"], extract_end[e["name"]], e["name"])
+        self.assertTrue(all(lane_names[e["tid"]].startswith("worker ")
+                            for e in spans if e["cat"] == "extract"))
 
 
     def test_extraction_takes_the_largest_ready_package_first(self):
