@@ -2,7 +2,7 @@
 """Serves a startup-benchmark workload with nginx (HTTPS + HTTP/2, throwaway CA) until
 interrupted, and writes its rendered locks, so one install can be profiled by hand:
 
-    /usr/bin/python3 bench/serve.py [--out build/bench] [--scale full] &
+    /usr/bin/python3 bench/serve.py [--out build/bench] [--scale full] [--limit-rate 20m] &
     perf record -g -- build/release/materializer/materializer install \
         build/bench/serve/locks/conda-lock.yml --prefix /tmp/p --cache-dir /tmp/c \
         --ca-bundle build/bench/serve/ca.pem
@@ -29,6 +29,9 @@ def main():
     ap.add_argument("--out", default="build/bench")
     ap.add_argument("--scale", choices=("small", "full"), default="full")
     ap.add_argument("--regen", action="store_true")
+    ap.add_argument("--limit-rate", metavar="RATE",
+                    help="cap each response at RATE bytes/s (nginx syntax: 20m), to stand in for "
+                         "a remote server: the install becomes bandwidth-bound")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     wl_root, _ = startup.ensure_workload(out, args.scale, args.regen)
@@ -36,7 +39,7 @@ def main():
     shutil.rmtree(dest, ignore_errors=True)
     os.makedirs(os.path.join(dest, "locks"))
     tempfile.tempdir = dest
-    server = harness.Nginx(os.path.join(wl_root, "serve"))
+    server = harness.Nginx(os.path.join(wl_root, "serve"), limit_rate=args.limit_rate)
     try:
         server.start()
         shutil.copy(server.ca_file, os.path.join(dest, "ca.pem"))

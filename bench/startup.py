@@ -895,11 +895,14 @@ class Bench:
 
     def discard(self, path):
         """Moves a scratch tree into OUT/run/trash instead of deleting it. On this kind of
-        machine (ext4 without a journal) inodes freed in the last 60 s are skipped by the inode
-        allocator one buffer-cache lookup at a time (ext4 recently_deleted()), which makes every
-        file creation right after an `rm -rf` of 40k files several times slower in sys time:
-        deleting between runs would measure the benchmark's own churn. The trash is emptied at
-        rep boundaries (full scale, to bound the disk use) followed by --settle seconds."""
+        machine (ext4 without a journal) inodes freed recently are skipped by the inode
+        allocator one buffer-cache lookup at a time (ext4 recently_deleted()): for 60 s, and for
+        300 s once a new inode lands in the same inode-table block and dirties it, which every
+        run that creates 35k files does. Right after an `rm -rf` of a rep's ~20 GB that made a
+        cold install's sys time grow by ~1.5 s (find_get_block_common + recently_deleted were
+        12% of its samples; 2.8% 65 s after the delete, 1.2% after 305 s): deleting between
+        runs would measure the benchmark's own churn. The trash is emptied at rep boundaries
+        (full scale, to bound the disk use) followed by --settle seconds."""
         if not os.path.lexists(path):
             return
         self.trash_n += 1
@@ -1203,15 +1206,19 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed cold installs of every lock before measuring (default 1)")
-    ap.add_argument("--settle", type=float, default=65,
+    ap.add_argument("--settle", type=float, default=None,
                     help="seconds to wait after emptying the scratch trash (ext4 without a "
-                         "journal skips inodes freed in the last 60 s; default 65)")
+                         "journal skips inodes freed in the last 60 s, 300 s once their "
+                         "inode-table block is dirty again; default 305 at full scale, where "
+                         "a rep deletes ~20 GB, else 65)")
     ap.add_argument("--settle-always", action="store_true",
                     help="empty the trash and settle before every rep, at any scale")
     ap.add_argument("--regen", action="store_true", help="regenerate the workload")
     ap.add_argument("--keep", action="store_true", help="keep OUT/run (scratch) afterwards")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every measurement")
     args = ap.parse_args()
+    if args.settle is None:
+        args.settle = 305 if args.scale == "full" else 65
     if args.reps < 1:
         ap.error("--reps must be >= 1")
     out = os.path.abspath(args.out)

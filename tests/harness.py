@@ -333,8 +333,10 @@ class Nginx:
     when nginx or openssl is missing.
     """
 
-    def __init__(self, root):
+    def __init__(self, root, limit_rate=None):
         self.root = os.path.abspath(root)
+        # nginx's limit_rate (e.g. "20m": bytes/s per response), to stand in for a remote server
+        self.limit_rate = limit_rate
         self.nginx = shutil.which("nginx") or ("/usr/sbin/nginx"
                                                if os.access("/usr/sbin/nginx", os.X_OK) else None)
         if not self.nginx:
@@ -394,6 +396,7 @@ http {{
     scgi_temp_path {d}/scgi;
     sendfile on;
     keepalive_timeout 30;
+    {f"limit_rate {self.limit_rate};" if self.limit_rate else ""}
     server {{
         listen 127.0.0.1:{self.port} ssl http2;
         server_name localhost 127.0.0.1;
