@@ -1,6 +1,7 @@
 #include "cache/extract.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <tbb/task_arena.h>
 
 #include <clocale>
@@ -88,6 +89,42 @@ TEST_F(ExtractTest, CondaWithInfoAndPkg) {
   EXPECT_EQ(s.files, 5);
   EXPECT_EQ(s.symlinks, 1);
   EXPECT_EQ(s.dirs, 6);  // info bin lib share share/empty etc
+}
+
+// Files are created with their final mode and fchmod'ed only when the umask would take bits
+// away: whatever the umask, the tree holds the package's modes (0400 added), and a wheel's are
+// pip's (0644 / 0755).
+TEST_F(ExtractTest, ModesDoNotDependOnTheUmask) {
+  std::string conda = testing::make_conda(
+      {{"info/index.json", 'f', "{}"}},
+      {{"bin/tool", 'f', "t", "", 0755},
+       {"etc/group.conf", 'f', "g", "", 0664},
+       {"etc/readonly.conf", 'f', "r", "", 0444},
+       {"etc/private", 'f', "p", "", 0600},
+       {"etc/writeonly", 'f', "w", "", 0200}});
+  std::string whl = testing::make_wheel({{"w/__init__.py", 'f', "x"},
+                                         {"w-1.0.data/scripts/run", 'f', "#!python\n", "", 0775}},
+                                        "w-1.0.dist-info", /*deflate=*/true);
+  for (mode_t umask : {mode_t{022}, mode_t{027}, mode_t{077}, mode_t{0}}) {
+    SCOPED_TRACE(umask);
+    mode_t old = ::umask(umask);
+    ASSERT_TRUE(remove_all(dir_ / "work").ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    auto r = extract_bytes("t-1.0-0.conda", conda);
+    auto rw = r.ok() ? extract_bytes("w-1.0-py3-none-any.whl", whl) : r;
+    ::umask(old);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    ASSERT_TRUE(rw.ok()) << rw.status().to_string();
+    EXPECT_EQ(testing::file_mode(pkg("bin/tool")) & 07777, 0755u);
+    EXPECT_EQ(testing::file_mode(pkg("etc/group.conf")) & 07777, 0664u);
+    EXPECT_EQ(testing::file_mode(pkg("etc/readonly.conf")) & 07777, 0444u);
+    EXPECT_EQ(testing::file_mode(pkg("etc/private")) & 07777, 0600u);
+    EXPECT_EQ(testing::file_mode(pkg("etc/writeonly")) & 07777, 0600u);
+    EXPECT_EQ(r->at("etc/group.conf").mode, 0664u);
+    EXPECT_EQ(testing::slurp(pkg("etc/readonly.conf")), "r");
+    EXPECT_EQ(testing::file_mode(pkg("w/__init__.py")) & 07777, 0644u);
+    EXPECT_EQ(testing::file_mode(pkg("w-1.0.data/scripts/run")) & 07777, 0755u);
+  }
 }
 
 TEST_F(ExtractTest, TarBz2Valid) {
