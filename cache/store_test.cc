@@ -161,18 +161,25 @@ TEST_F(StoreTest, PublishWriteFailureIsNoSpaceAndPublishesNothing) {
   EXPECT_TRUE(testing::list(root_ + "/v1/archives").empty());
 }
 
-TEST_F(StoreTest, PublishRenameFailurePublishesNothing) {
+// The fsync before the rename, and the rename itself: either failing publishes nothing and
+// leaves no temp file.
+TEST_F(StoreTest, PublishFsyncOrRenameFailurePublishesNothing) {
   FaultFs fault(posix_fs());
   open_store(fault);
   Key key{HashKind::kSha256, sha256_hex("abc")};
-  auto p = store_->begin_archive(key, ArchiveFormat::kConda);
-  ASSERT_TRUE(p.ok());
-  ASSERT_TRUE((*p)->write("abc", 3).ok());
-  fault.fail_renames(true);
-  auto r = (*p)->publish();
-  EXPECT_FALSE(r.ok());
-  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kConda));
-  EXPECT_TRUE(tmp_entries().empty());
+  for (bool fsync : {true, false}) {
+    SCOPED_TRACE(fsync ? "fsync" : "rename");
+    auto p = store_->begin_archive(key, ArchiveFormat::kConda);
+    ASSERT_TRUE(p.ok());
+    ASSERT_TRUE((*p)->write("abc", 3).ok());
+    fault.fail_fsyncs(fsync);
+    fault.fail_renames(!fsync);
+    auto r = (*p)->publish();
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kIo) << r.status().to_string();
+    EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kConda));
+    EXPECT_TRUE(tmp_entries().empty());
+  }
 }
 
 TEST_F(StoreTest, ExtractPublishesTreeAndManifest) {
@@ -374,21 +381,6 @@ TEST_F(StoreTest, CommitFsyncFailurePublishesNoTree) {
   EXPECT_TRUE(tmp_entries().empty());
   store_->sync_dirs();  // nothing was renamed: no directory to sync
   EXPECT_EQ(fault.fsynced().size(), 1u);
-}
-
-TEST_F(StoreTest, PublishFsyncFailurePublishesNothing) {
-  FaultFs fault(posix_fs());
-  open_store(fault);
-  Key key{HashKind::kSha256, sha256_hex("abc")};
-  auto p = store_->begin_archive(key, ArchiveFormat::kWheel);
-  ASSERT_TRUE(p.ok());
-  ASSERT_TRUE((*p)->write("abc", 3).ok());
-  fault.fail_fsyncs(true);
-  auto r = (*p)->publish();
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kIo);
-  EXPECT_FALSE(store_->find_archive(key, ArchiveFormat::kWheel));
-  EXPECT_TRUE(tmp_entries().empty());
 }
 
 TEST_F(StoreTest, InvalidKeysNeverReachThePathLayer) {
