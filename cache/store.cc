@@ -205,7 +205,7 @@ class PendingArchiveImpl final : public PendingArchive {
   std::string final_;
   UniqueFd fd_;
   int64_t bytes_ = 0;
-  int64_t written_back_ = 0;  // bytes handed to sync_file_range(SYNC_FILE_RANGE_WRITE)
+  int64_t written_back_ = 0;        // bytes handed to sync_file_range(SYNC_FILE_RANGE_WRITE)
   std::atomic<bool>* dir_renamed_;  // the store's "archives/ changed since sync_dirs()"
 };
 
@@ -242,9 +242,8 @@ class StoreImpl final : public Store {
     std::string tmp = paths_.new_tmp_path(format_ext(f));
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!fd.valid()) return ErrnoStatus("create " + tmp, errno);
-    return std::unique_ptr<PendingArchive>(
-        new PendingArchiveImpl(fs_, std::move(tmp), paths_.archive(key, f), std::move(fd),
-                               &archives_renamed_));
+    return std::unique_ptr<PendingArchive>(new PendingArchiveImpl(
+        fs_, std::move(tmp), paths_.archive(key, f), std::move(fd), &archives_renamed_));
   }
 
   Result<std::string> extract(const Key& key, const std::string& archive_path, ArchiveFormat f,

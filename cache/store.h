@@ -16,8 +16,9 @@
 // A final name always means a complete, verified entry; a crash leaves only tmp/ garbage that
 // `clean` removes. The renames themselves become durable at sync_dirs() (one fsync of
 // archives/ and one of trees/ per run, not one per entry): a power loss before it can only
-// make entries disappear, never expose a partial one. Concurrent processes coordinate with the per-entry lock: whoever holds it
-// produces the entry; the others wait for that entry only, then find it published.
+// make entries disappear, never expose a partial one. Concurrent processes coordinate with
+// the per-entry lock: whoever holds it produces the entry; the others wait for that entry
+// only, then find it published.
 //
 // Thread safety: a Store is immutable after open(); all methods may be called concurrently
 // (for distinct keys; the entry lock serialises the same key across processes and threads).

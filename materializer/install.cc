@@ -4,9 +4,10 @@
 // arrive; when a transfer completes, its verify → extract work is enqueued on a TBB arena of
 // --jobs threads, so extraction overlaps with downloads still in flight. What then waits on the
 // disk (the archive's fsync + rename, the tree's manifest fsync + rename) runs on one committer
-// thread, so no worker sits idle in fsync. The main thread only waits. Linking then runs as parallel loops inside the same arena. Per-package state lives
-// in `states[i]` for lock entry i; the fetch thread writes slot i in on_done and hands it to
-// exactly one TBB task, so no slot is ever written by two threads at once.
+// thread, so no worker sits idle in fsync. The main thread only waits. Linking then runs as
+// parallel loops inside the same arena. Per-package state lives in `states[i]` for lock entry i;
+// the fetch thread writes slot i in on_fetched and hands it to exactly one TBB task, which hands
+// it to the committer, so no slot is ever written by two threads at once.
 #include "materializer/install.h"
 
 #include <sys/stat.h>
@@ -417,8 +418,8 @@ class Pipeline {
       latch.done();
       return;
     }
-    auto pending_tree = std::make_shared<std::unique_ptr<cache::PendingTree>>(
-        std::move(tree).value());
+    auto pending_tree =
+        std::make_shared<std::unique_ptr<cache::PendingTree>>(std::move(tree).value());
     committer_.post([this, &s, &latch, pending_tree, publish = r.publish] {
       commit(s, publish, **pending_tree);
       pending_tree->reset();  // an uncommitted tree's temp dir goes here, on this thread
@@ -448,8 +449,7 @@ class Pipeline {
     }
     s.tree = *committed;
     const cache::ExtractStats& stats = tree.stats();
-    progress_.detail("extracted " + label(*s.ref) + " (" + std::to_string(stats.files) +
-                     " files)");
+    progress_.detail("extracted " + label(*s.ref) + " (" + std::to_string(stats.files) + " files)");
   }
 
   static Status verify_digests(const PackageRef& ref, const fetch::FetchResult& r) {

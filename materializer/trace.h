@@ -1,6 +1,7 @@
 // trace: a Chrome trace-event timeline of one run (--trace FILE.json), so a user *sees* where
 // startup time goes: one lane per worker thread (extract per package), one for the committer
-// (fsync + rename) and one per concurrent download. Opens in Perfetto (ui.perfetto.dev) or chrome://tracing.
+// (fsync + rename) and one per concurrent download. Opens in Perfetto (ui.perfetto.dev) or
+// chrome://tracing.
 //
 // Thread-safe: add() may be called from any thread (a mutex guards the event list; a run has a
 // few events per package, so contention is irrelevant). Disabled traces cost one branch.
