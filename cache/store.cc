@@ -301,7 +301,8 @@ class PendingTreeImpl final : public PendingTree {
   Result<std::string> commit() override {
     if (tmp_.empty()) return Internal("pending tree " + key_.str() + ": commit() twice");
     // The manifest was written by extract_pending(); make it durable before the rename that
-    // makes it visible.
+    // makes it visible. Reopened by path rather than kept open: trees can queue up behind a
+    // slow disk, and one fd held per queued tree could run into the process's fd limit.
     std::string manifest = Paths::manifest_in(tmp_);
     UniqueFd fd(::open(manifest.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return ErrnoStatus("open " + manifest, errno);

@@ -64,6 +64,13 @@ class ZipReaderTest : public ::testing::Test {
     testing::write_bytes(path, zip);
     return ZipReader::open_file(path, "t.whl");
   }
+  // Opens `zip` (which must open) and reads its first member.
+  Result<std::string> read_first(const std::string& zip) {
+    auto z = open(zip);
+    EXPECT_TRUE(z.ok()) << z.status().to_string();
+    if (!z.ok()) return Internal("the zip did not open: " + z.status().to_string());
+    return read_all(**z, 0, scratch_);
+  }
   testing::TempDir dir_;
   ZipScratch scratch_;
 };
@@ -156,9 +163,7 @@ TEST_F(ZipReaderTest, BigMembersStreamInChunksAndTheirCrcIsChecked) {
       EXPECT_GE(blocks, 4u);
     }
     put32(zip, central(zip, 0) + 16, get32(zip, central(zip, 0) + 16) ^ 1);
-    auto bad = open(zip);
-    ASSERT_TRUE(bad.ok());
-    auto r = read_all(**bad, 0, scratch_);
+    auto r = read_first(zip);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), Code::kCorrupt);
     EXPECT_EQ(r.status().message(), "CRC-32 mismatch");
@@ -168,9 +173,7 @@ TEST_F(ZipReaderTest, BigMembersStreamInChunksAndTheirCrcIsChecked) {
 TEST_F(ZipReaderTest, CrcMismatchIsCorrupt) {
   std::string zip = testing::make_zip({{"a.py", 'f', text_of(5000)}}, /*deflate=*/true);
   put32(zip, central(zip, 0) + 16, get32(zip, central(zip, 0) + 16) ^ 0x80);
-  auto z = open(zip);
-  ASSERT_TRUE(z.ok());
-  auto r = read_all(**z, 0, scratch_);
+  auto r = read_first(zip);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "CRC-32 mismatch");
 }
@@ -183,9 +186,7 @@ TEST_F(ZipReaderTest, DeflateSizeLies) {
   {
     std::string zip = good;
     put32(zip, central(zip, 0) + 24, 4000);
-    auto z = open(zip);
-    ASSERT_TRUE(z.ok());
-    auto r = read_all(**z, 0, scratch_);
+    auto r = read_first(zip);
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.status().message().find("sizes that lie"), std::string::npos)
         << r.status().message();
@@ -193,9 +194,7 @@ TEST_F(ZipReaderTest, DeflateSizeLies) {
   {
     std::string zip = good;
     put32(zip, central(zip, 0) + 24, 6000);
-    auto z = open(zip);
-    ASSERT_TRUE(z.ok());
-    auto r = read_all(**z, 0, scratch_);
+    auto r = read_first(zip);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     EXPECT_EQ(*r, data);  // 5000 bytes where 6000 were declared
   }
@@ -204,9 +203,7 @@ TEST_F(ZipReaderTest, DeflateSizeLies) {
 TEST_F(ZipReaderTest, StoredSizeLieIsCorrupt) {
   std::string zip = testing::make_zip({{"a.py", 'f', "print('hello')\n"}});
   put32(zip, central(zip, 0) + 24, 3);  // uncompressed 3, compressed 15
-  auto z = open(zip);
-  ASSERT_TRUE(z.ok());
-  auto r = read_all(**z, 0, scratch_);
+  auto r = read_first(zip);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("sizes that lie"), std::string::npos);
 }
@@ -216,9 +213,7 @@ TEST_F(ZipReaderTest, DamagedDeflateDataIsCorrupt) {
   std::string zip = testing::make_zip({{"a.py", 'f', data}}, /*deflate=*/true);
   // The member's data starts after the 30-byte local header and the name.
   for (size_t i = 30 + 4; i < 30 + 4 + 64; ++i) zip[i] = static_cast<char>(0xff);
-  auto z = open(zip);
-  ASSERT_TRUE(z.ok());
-  auto r = read_all(**z, 0, scratch_);
+  auto r = read_first(zip);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kCorrupt);
 }
@@ -227,9 +222,7 @@ TEST_F(ZipReaderTest, TruncatedDeflateStreamIsCorrupt) {
   std::string zip = testing::make_zip({{"a.py", 'f', text_of(20000)}}, /*deflate=*/true);
   uint32_t comp = get32(zip, central(zip, 0) + 20);
   put32(zip, central(zip, 0) + 20, comp / 2);  // the central directory gives half the data
-  auto z = open(zip);
-  ASSERT_TRUE(z.ok());
-  auto r = read_all(**z, 0, scratch_);
+  auto r = read_first(zip);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "deflate data ends early");
 }
@@ -239,9 +232,7 @@ TEST_F(ZipReaderTest, EncryptedMembersAreRefused) {
   size_t cd = central(zip, 0);
   zip[cd + 8] = static_cast<char>(zip[cd + 8] | 1);  // general purpose flag bit 0: encrypted
   zip[6] = static_cast<char>(zip[6] | 1);            // and in the local header
-  auto z = open(zip);
-  ASSERT_TRUE(z.ok());
-  auto r = read_all(**z, 0, scratch_);
+  auto r = read_first(zip);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "encrypted member");
 }

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -418,11 +419,11 @@ class Pipeline {
       latch.done();
       return;
     }
-    auto pending_tree =
-        std::make_shared<std::unique_ptr<cache::PendingTree>>(std::move(tree).value());
-    committer_.post([this, &s, &latch, pending_tree, publish = r.publish] {
-      commit(s, publish, **pending_tree);
-      pending_tree->reset();  // an uncommitted tree's temp dir goes here, on this thread
+    // shared_ptr: std::function needs a copyable job.
+    std::shared_ptr<cache::PendingTree> pending_tree = std::move(tree).value();
+    committer_.post([this, &s, &latch, pending_tree, publish = r.publish]() mutable {
+      commit(s, publish, *pending_tree);
+      pending_tree.reset();  // an uncommitted tree's temp dir goes here, on this thread
       s.lock.release();
       latch.done();
     });
