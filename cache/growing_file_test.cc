@@ -1,0 +1,132 @@
+#include "cache/growing_file.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "cache/test_util.h"
+
+namespace mat::cache {
+namespace {
+
+using testing::TempDir;
+using testing::write_bytes;
+
+// Writes `data` into `path` in uneven pieces, reporting each to `g`, with short pauses so the
+// reader catches up and has to wait.
+void write_slowly(const std::string& path, const std::string& data, GrowingFile& g) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  ASSERT_TRUE(fd.valid());
+  std::mt19937 rng(7);
+  size_t at = 0;
+  while (at < data.size()) {
+    size_t n = std::min<size_t>(data.size() - at, 1 + rng() % 50000);
+    ASSERT_EQ(::write(fd.get(), data.data() + at, n), static_cast<ssize_t>(n));
+    at += n;
+    g.grew(static_cast<int64_t>(at));
+    if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+  }
+}
+
+std::string read_all(GrowingFileReader& r, Status* error) {
+  std::string out;
+  for (;;) {
+    auto block = r.next();
+    if (!block.ok()) {
+      *error = block.status();
+      return out;
+    }
+    if (block->empty()) return out;
+    out.append(block->data(), block->size());
+  }
+}
+
+TEST(GrowingFileTest, ReaderGetsEveryByteAndTheEndOnlyOnceComplete) {
+  TempDir dir;
+  const std::string path = dir.path() + "/f";
+  std::string data(3'000'000, '\0');
+  std::mt19937 rng(1);
+  for (char& c : data) c = static_cast<char>(rng());
+  auto g = std::make_shared<GrowingFile>();
+  write_bytes(path, "");
+  auto reader = GrowingFileReader::open(path, g, 64 << 10);
+  ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+  Status error;
+  std::string got;
+  std::thread t([&] { got = read_all(**reader, &error); });
+  write_slowly(path, data, *g);
+  // Every byte is written, but the download is not verified yet: the reader has read all but
+  // the last partial block (it waits for whole blocks while the file grows) and must wait.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_GT((*reader)->offset(), static_cast<int64_t>(data.size()) - (64 << 10));
+  EXPECT_TRUE(error.ok());
+  EXPECT_TRUE(got.empty());  // read_all has not returned
+  g->complete();
+  t.join();
+  EXPECT_TRUE(error.ok()) << error.to_string();
+  EXPECT_EQ(got, data);
+}
+
+TEST(GrowingFileTest, RestartOrFailureCancelsTheReader) {
+  for (bool restart : {true, false}) {
+    TempDir dir;
+    const std::string path = dir.path() + "/f";
+    write_bytes(path, "");
+    auto g = std::make_shared<GrowingFile>();
+    auto reader = GrowingFileReader::open(path, g);
+    ASSERT_TRUE(reader.ok());
+    Status error;
+    std::string got;
+    std::thread t([&] { got = read_all(**reader, &error); });
+    write_slowly(path, std::string(100'000, 'x'), *g);
+    if (restart) {
+      g->restarted();
+    } else {
+      g->failed();
+    }
+    g->complete();  // too late: a failed file stays failed
+    t.join();
+    EXPECT_EQ(error.code(), Code::kCancelled) << error.to_string();
+  }
+}
+
+TEST(GrowingFileTest, EmptyCompleteFileEndsAtOnce) {
+  TempDir dir;
+  const std::string path = dir.path() + "/f";
+  write_bytes(path, "");
+  auto g = std::make_shared<GrowingFile>();
+  g->complete();
+  auto reader = GrowingFileReader::open(path, g);
+  ASSERT_TRUE(reader.ok());
+  auto block = (*reader)->next();
+  ASSERT_TRUE(block.ok());
+  EXPECT_TRUE(block->empty());
+}
+
+TEST(GrowingFileTest, FileShorterThanReportedIsAnError) {
+  TempDir dir;
+  const std::string path = dir.path() + "/f";
+  write_bytes(path, "abc");
+  auto g = std::make_shared<GrowingFile>();
+  g->grew(10);  // says more than the file holds
+  g->complete();
+  auto reader = GrowingFileReader::open(path, g);
+  ASSERT_TRUE(reader.ok());
+  auto first = (*reader)->next();
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(std::string(first->data(), first->size()), "abc");
+  EXPECT_EQ((*reader)->next().status().code(), Code::kCancelled);
+}
+
+TEST(GrowingFileTest, MissingFileFailsToOpen) {
+  auto g = std::make_shared<GrowingFile>();
+  EXPECT_FALSE(GrowingFileReader::open("/nonexistent/f", g).ok());
+}
+
+}  // namespace
+}  // namespace mat::cache
