@@ -887,15 +887,15 @@ bool is_inner_tar(std::string_view name) {
 
 // The inner tar.zst is decoded a few chunks ahead on another worker when one is free
 // (ZstdReadAhead), while this thread parses the tar and writes the files. Whoever holds the
-// decoder pulls the member's next block; only one does at a time.
-Status extract_inner(ZipReader::Stream& member, const std::string& where, Extractor& ex) {
+// decoder pulls the member's next block (`member`: empty at its end); only one does at a time.
+Status extract_inner(const std::function<Result<std::span<const char>>()>& member,
+                     const std::string& where, Extractor& ex) {
   ZstdReadAhead reader(
-      [&member, &where](const void** data, size_t* size) -> Result<bool> {
-        Result<std::span<const char>> block = member.next();
-        if (!block.ok()) return Corrupt(where + " (outer zip): " + block.status().message());
-        *data = block->data();
-        *size = block->size();
-        return !block->empty();
+      [&member](const void** data, size_t* size) -> Result<bool> {
+        MAT_ASSIGN_OR_RETURN(std::span<const char> block, member());
+        *data = block.data();
+        *size = block.size();
+        return !block.empty();
       },
       where);
   return extract_decoded_tar([&reader] { return reader.next(); }, where, ex);
@@ -915,10 +915,98 @@ Status extract_conda(const std::string& path, const std::string& shown, Extracto
     const std::string where = shown + ": " + m->name;
     auto member = outer->read(i, scratch.zip());
     if (!member.ok()) return Corrupt(where + " (outer zip): " + member.status().message());
-    MAT_RETURN_IF_ERROR(extract_inner(*member, where, ex));
+    MAT_RETURN_IF_ERROR(extract_inner(
+        [&]() -> Result<std::span<const char>> {
+          Result<std::span<const char>> block = member->next();
+          if (!block.ok()) return Corrupt(where + " (outer zip): " + block.status().message());
+          return block;
+        },
+        where, ex));
     ++inner_tars;
   }
   if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
+  return Status::Ok();
+}
+
+// A .conda read front to back as its bytes arrive (extract_conda_stream in extract.h). The outer
+// zip goes through libarchive's streaming zip reader (local headers, in order; it checks each
+// member's CRC-32 as its data is read to the end); the inner tars as in extract_conda.
+Status extract_conda_streamed(const ByteSource& next, const std::string& path,
+                              const std::string& shown, Extractor& ex) {
+  int64_t streamed = 0;
+  auto counted = [&]() -> Result<std::span<const char>> {
+    MAT_ASSIGN_OR_RETURN(std::span<const char> block, next());
+    streamed += static_cast<int64_t>(block.size());
+    return block;
+  };
+  ChunkSource src{counted, Status::Ok()};
+  ArchiveRead a(archive_read_new());
+  archive_read_support_format_zip_streamable(a.get());
+  auto failure = [&](const std::string& where) -> Status {
+    if (!src.error.ok()) return src.error;
+    return Corrupt(where + " (outer zip, read in order): " + archive_error(a.get()));
+  };
+  if (archive_read_open(a.get(), &src, nullptr, chunk_read, nullptr) != ARCHIVE_OK) {
+    return failure(shown);
+  }
+  struct Seen {
+    std::string name;
+    int64_t size;  // -1: not in the local header
+  };
+  std::vector<Seen> seen;
+  int inner_tars = 0;
+  for (;;) {
+    archive_entry* e = nullptr;
+    int r = archive_read_next_header(a.get(), &e);
+    if (r == ARCHIVE_EOF) break;  // the central directory's signature
+    if (r != ARCHIVE_OK) return failure(shown);
+    const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
+    if (raw == nullptr) return Corrupt(shown + ": an outer zip member has no readable name");
+    seen.push_back({raw, archive_entry_size_is_set(e) ? archive_entry_size(e) : -1});
+    const std::string where = shown + ": " + seen.back().name;
+    auto block = [&]() -> Result<std::span<const char>> {
+      const void* buf = nullptr;
+      size_t size = 0;
+      la_int64_t offset = 0;
+      int rb = archive_read_data_block(a.get(), &buf, &size, &offset);
+      if (rb == ARCHIVE_EOF) return std::span<const char>();
+      if (rb != ARCHIVE_OK) return failure(where);
+      return std::span<const char>(static_cast<const char*>(buf), size);
+    };
+    if (archive_entry_filetype(e) == AE_IFREG && is_inner_tar(seen.back().name)) {
+      MAT_RETURN_IF_ERROR(extract_inner(block, where, ex));
+      ++inner_tars;
+    }
+    // The member's rest (all of an ignored member) is read, not skipped: libarchive checks the
+    // CRC-32 only of data read to the end.
+    for (;;) {
+      MAT_ASSIGN_OR_RETURN(std::span<const char> rest, block());
+      if (rest.empty()) break;
+    }
+  }
+  // The central directory. The source ends only once the download is whole and verified.
+  for (;;) {
+    MAT_ASSIGN_OR_RETURN(std::span<const char> rest, counted());
+    if (rest.empty()) break;
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path, errno);
+  if (st.st_size != streamed) {
+    return Corrupt(shown + ": " + std::to_string(streamed) +
+                   " bytes read in order, but the file has " + std::to_string(st.st_size));
+  }
+  if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
+  // What conda, micromamba and extract_conda read is what the central directory lists: the
+  // members read in order must be exactly those, in that order, with those sizes.
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> outer, ZipReader::open_file(path, shown));
+  bool same = outer->members() == seen.size();
+  for (size_t i = 0; same && i < seen.size(); ++i) {
+    auto m = outer->member(i);
+    same = m.ok() && m->name == seen[i].name && (seen[i].size < 0 || m->size == seen[i].size);
+  }
+  if (!same) {
+    return Corrupt(shown + ": the members read in order differ from its central directory's");
+  }
   return Status::Ok();
 }
 
@@ -1002,6 +1090,18 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
   }
   MAT_RETURN_IF_ERROR(ex.finish(shown));
   if (f == ArchiveFormat::kWheel) MAT_RETURN_IF_ERROR(ex.verify_wheel_record(shown));
+  return ex.take();
+}
+
+Result<Manifest> extract_conda_stream(const ByteSource& next, const std::string& archive_path,
+                                      const std::string& dest_dir, Fs& fs,
+                                      ExtractScratch& scratch) {
+  UniqueFd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root.valid()) return ErrnoStatus("open " + dest_dir, errno);
+  Extractor ex(root.get(), fs, scratch, /*wheel=*/false);
+  const std::string shown = base_name(archive_path);
+  MAT_RETURN_IF_ERROR(extract_conda_streamed(next, archive_path, shown, ex));
+  MAT_RETURN_IF_ERROR(ex.finish(shown));
   return ex.take();
 }
 

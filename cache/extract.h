@@ -87,6 +87,18 @@ class ExtractScratch {
 Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat f,
                                  const std::string& dest_dir, Fs& fs, ExtractScratch& scratch);
 
+// extract_archive() for a .conda whose bytes are still arriving: `next` hands them out in order,
+// blocking for bytes not there yet, and ends (an empty block) only once the archive is whole at
+// `archive_path` and its digest verified. The outer zip is read in order, by its local headers
+// (libarchive's streaming zip reader, which checks each member's CRC-32); at the end its central
+// directory, read from `archive_path`, must list the same members in the same order and sizes,
+// so the tree is the one extract_archive() would give. kCorrupt when it does not, or when the
+// zip cannot be read in order (e.g. sizes only in data descriptors): the caller then extracts
+// from the complete file instead, which gives the canonical result or error. `next`'s own
+// errors are returned as they are. On error `dest_dir` holds partial output.
+Result<Manifest> extract_conda_stream(const ByteSource& next, const std::string& archive_path,
+                                      const std::string& dest_dir, Fs& fs, ExtractScratch& scratch);
+
 // Counts from a manifest (hard links count as files).
 ExtractStats stats_of(const Manifest& m);
 

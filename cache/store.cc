@@ -251,6 +251,10 @@ class StoreImpl final : public Store {
   Result<std::unique_ptr<PendingTree>> extract_pending(const Key& key,
                                                        const std::string& archive_path,
                                                        ArchiveFormat f) const override;
+  Result<std::unique_ptr<PendingTree>> extract_streamed(const Key& key,
+                                                        const std::string& archive_path,
+                                                        ArchiveFormat f,
+                                                        const ByteSource& next) const override;
   void sync_dirs() const override {
     if (archives_renamed_.exchange(false)) fsync_dir(fs_, paths_.archives_dir());
     if (trees_renamed_.exchange(false)) fsync_dir(fs_, paths_.trees_dir());
@@ -262,6 +266,8 @@ class StoreImpl final : public Store {
 
  private:
   Status write_manifest(const std::string& path, const std::string& json) const;
+  Result<std::unique_ptr<PendingTree>> make_tree(
+      const Key& key, const std::function<Result<Manifest>(const std::string& pkg)>& fill) const;
   std::vector<VerifyProblem> verify_archive(const std::string& name) const;
   std::vector<VerifyProblem> verify_tree(const std::string& name) const;
   Result<std::set<std::string>> entry_keys() const;
@@ -330,19 +336,37 @@ class PendingTreeImpl final : public PendingTree {
   ExtractStats stats_;
 };
 
-Result<std::unique_ptr<PendingTree>> StoreImpl::extract_pending(const Key& key,
-                                                                const std::string& archive_path,
-                                                                ArchiveFormat f) const {
+// A tree in a new tmp dir: `fill` extracts into its pkg/ and returns the manifest.
+Result<std::unique_ptr<PendingTree>> StoreImpl::make_tree(
+    const Key& key, const std::function<Result<Manifest>(const std::string& pkg)>& fill) const {
   MAT_RETURN_IF_ERROR(check_key(key));
   std::string tmp = paths_.new_tmp_path();
   if (::mkdir(tmp.c_str(), 0755) != 0) return ErrnoStatus("create " + tmp, errno);
   TempDirGuard guard(tmp);
   std::string pkg = Paths::pkg_in(tmp);
   if (::mkdir(pkg.c_str(), 0755) != 0) return ErrnoStatus("create " + pkg, errno);
-  MAT_ASSIGN_OR_RETURN(Manifest m, extract_archive(archive_path, f, pkg, fs_, scratch_.local()));
+  MAT_ASSIGN_OR_RETURN(Manifest m, fill(pkg));
   MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), manifest_to_json(key, m)));
   guard.release();
   return std::unique_ptr<PendingTree>(new PendingTreeImpl(*this, key, std::move(tmp), stats_of(m)));
+}
+
+Result<std::unique_ptr<PendingTree>> StoreImpl::extract_pending(const Key& key,
+                                                                const std::string& archive_path,
+                                                                ArchiveFormat f) const {
+  return make_tree(key, [&](const std::string& pkg) {
+    return extract_archive(archive_path, f, pkg, fs_, scratch_.local());
+  });
+}
+
+Result<std::unique_ptr<PendingTree>> StoreImpl::extract_streamed(const Key& key,
+                                                                 const std::string& archive_path,
+                                                                 ArchiveFormat f,
+                                                                 const ByteSource& next) const {
+  if (f != ArchiveFormat::kConda) return Internal("only .conda archives are extracted streamed");
+  return make_tree(key, [&](const std::string& pkg) {
+    return extract_conda_stream(next, archive_path, pkg, fs_, scratch_.local());
+  });
 }
 
 Result<std::string> StoreImpl::extract(const Key& key, const std::string& archive_path,

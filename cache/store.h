@@ -28,6 +28,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,11 @@ struct Key {
 };
 
 enum class ArchiveFormat { kConda, kTarBz2, kWheel };
+
+// An archive's bytes in order, block by block, as a download delivers them
+// (GrowingFileReader::next): blocks until more bytes exist; an empty block at the end, and again
+// on every later call. A block stays valid until the next call.
+using ByteSource = std::function<Result<std::span<const char>>()>;
 // From a file name: ".conda", ".tar.bz2", ".whl"; nullopt otherwise.
 std::optional<ArchiveFormat> format_from_name(std::string_view file_name);
 const char* format_ext(ArchiveFormat f);
@@ -141,6 +147,16 @@ class Store {
   virtual Result<std::unique_ptr<PendingTree>> extract_pending(const Key& key,
                                                                const std::string& archive_path,
                                                                ArchiveFormat f) const = 0;
+  // extract_pending() while the archive is still downloading: a .conda is extracted from
+  // `next` as its bytes arrive (extract_conda_stream in extract.h), so the tree is ready soon
+  // after the last byte instead of an extraction's time later. `next` ends only once the
+  // download is complete and verified at `archive_path`. Only kConda (else kInternal). Any
+  // error leaves nothing behind; the caller then uses extract_pending(), whose result or error
+  // is the canonical one (a zip that cannot be read in order is kCorrupt here only).
+  virtual Result<std::unique_ptr<PendingTree>> extract_streamed(const Key& key,
+                                                                const std::string& archive_path,
+                                                                ArchiveFormat f,
+                                                                const ByteSource& next) const = 0;
   // Makes every rename into archives/ and trees/ done so far durable (fsync of each directory
   // that changed). Call once at the end of a run. Best effort: the entries are already
   // visible and complete; a failure only weakens durability across a power loss.
