@@ -32,6 +32,16 @@ void GrowingFile::failed() {
   cv_.notify_all();
 }
 
+void GrowingFile::expect(int64_t total) {
+  std::lock_guard<std::mutex> l(mu_);
+  expected_ = total;
+}
+
+int64_t GrowingFile::expected() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return expected_;
+}
+
 int64_t GrowingFile::size() const {
   std::lock_guard<std::mutex> l(mu_);
   return size_;

@@ -32,6 +32,9 @@ class GrowingFile {
   void grew(int64_t size);
   // Truncated for a retry from byte 0: readers fail.
   void restarted();
+  // The size the file will have, once known (the response's Content-Length): a hint for
+  // choosing what to read, not a limit.
+  void expect(int64_t total);
   // Every byte is in the file and verified: readers reach its end.
   void complete();
   // The download failed or was abandoned: readers fail.
@@ -44,14 +47,16 @@ class GrowingFile {
   // restarted or failed; kInternal if `pos` is past the end.
   Result<int64_t> wait_beyond(int64_t pos, int64_t want);
 
-  // For tests and progress: the size reported so far.
+  // The size reported so far, and the expected total (0: not known).
   int64_t size() const;
+  int64_t expected() const;
 
  private:
   enum class State { kGrowing, kComplete, kFailed };
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   int64_t size_ = 0;
+  int64_t expected_ = 0;
   int64_t wake_at_ = -1;  // a reader waits for this size (-1: none waits)
   State state_ = State::kGrowing;
 };

@@ -16,26 +16,27 @@ namespace mat {
 struct InstallOptions {
   std::string lock_path;
   LockSelection selection;
-  std::string prefix;           // empty for prewarm
+  std::string prefix;  // empty for prewarm
   std::string cache_dir;
-  int jobs = 0;                 // 0 = all cores
+  int jobs = 0;  // 0 = all cores
   int max_downloads = 50;
   bool offline = false;
+  bool stream = true;  // --no-stream: extract a .conda only once its download ended
   std::string report_path;
-  std::string trace_path;       // --trace: Chrome trace-event JSON
-  bool force = false;           // --force: ignore the no-op stamp
+  std::string trace_path;  // --trace: Chrome trace-event JSON
+  bool force = false;      // --force: ignore the no-op stamp
   std::string ca_bundle;
-  std::string python_version;   // overrides the lock's python X.Y
-  std::string python_path;      // --python: interpreter for wheels (X.Y, tags, shebang)
-  IndexSettings index;          // --index-url (index_urls[0]) / --find-links
+  std::string python_version;  // overrides the lock's python X.Y
+  std::string python_path;     // --python: interpreter for wheels (X.Y, tags, shebang)
+  IndexSettings index;         // --index-url (index_urls[0]) / --find-links
   std::vector<std::string> extra_index_urls;  // --extra-index-url
-  bool compile = false;         // --compile: .pyc for the installed wheels
-  std::vector<std::string> extras;  // --extra (pylock.toml)
-  std::vector<std::string> groups;  // --group (pylock.toml; default: its default-groups)
+  bool compile = false;                       // --compile: .pyc for the installed wheels
+  std::vector<std::string> extras;            // --extra (pylock.toml)
+  std::vector<std::string> groups;            // --group (pylock.toml; default: its default-groups)
   LinkMode link_mode = LinkMode::kAuto;
-  int verbosity = 1;            // 0 quiet, 1 normal, 2 verbose
-  bool dry_run = false;         // print the plan (after index resolution) and stop
-  std::string command_line;     // for conda-meta/history and the report
+  int verbosity = 1;         // 0 quiet, 1 normal, 2 verbose
+  bool dry_run = false;      // print the plan (after index resolution) and stop
+  std::string command_line;  // for conda-meta/history and the report
 };
 
 int run_install(const InstallOptions& opts);
@@ -44,7 +45,6 @@ int run_install(const InstallOptions& opts);
 std::string default_cache_dir();
 
 // `materializer cache stats|verify|clean [--all]`.
-int run_cache_command(const std::string& what, const std::string& cache_dir, bool all,
-                      bool json);
+int run_cache_command(const std::string& what, const std::string& cache_dir, bool all, bool json);
 
 }  // namespace mat

@@ -7,6 +7,7 @@
 // main() parses the command line, sets process-wide state once (libcurl init, locale for
 // archive member names), and hands over to run_install()/run_cache_command(). Exit codes:
 // 0 ok, 1 a package (or the cache) failed, 2 usage error or malformed lock.
+#include <CLI/CLI.hpp>
 #include <clocale>
 #include <cstdio>
 #include <cstdlib>
@@ -14,8 +15,6 @@
 #include <new>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "fetch/fetcher.h"
 #include "materializer/install.h"
@@ -50,6 +49,9 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--offline", o.offline, "never touch the network: only the cache and file:// URLs");
+  cmd->add_flag("--no-stream{false}", o.stream,
+                "extract a .conda only once its download has ended (default: the largest one "
+                "still downloading is extracted as its bytes arrive)");
   cmd->add_option("--report", o.report_path, "write a JSON report of the run to this file");
   cmd->add_option("--trace", o.trace_path,
                   "write a Chrome trace-event timeline (Perfetto, chrome://tracing) to this file");

@@ -60,16 +60,24 @@ Status Trace::write(const std::string& path) const {
       lanes.insert(e.tid);
     }
   }
-  events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 1},
-                    {"args", {{"name", "materializer"}}}});
+  events.push_back(
+      {{"name", "process_name"}, {"ph", "M"}, {"pid", 1}, {"args", {{"name", "materializer"}}}});
   for (int64_t tid : lanes) {
-    std::string name = tid == kMainLane             ? "main"
-                       : tid == kCommitLane       ? "commit (fsync, rename)"
-                       : tid >= kDownloadLaneBase ? "download " + std::to_string(tid - kDownloadLaneBase)
-                                                  : "worker " + std::to_string(tid - 1);
-    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", tid},
+    std::string name = tid == kMainLane     ? "main"
+                       : tid == kCommitLane ? "commit (fsync, rename)"
+                       : tid == kStreamLane ? "stream (extract while downloading)"
+                       : tid >= kDownloadLaneBase
+                           ? "download " + std::to_string(tid - kDownloadLaneBase)
+                           : "worker " + std::to_string(tid - 1);
+    events.push_back({{"name", "thread_name"},
+                      {"ph", "M"},
+                      {"pid", 1},
+                      {"tid", tid},
                       {"args", {{"name", name}}}});
-    events.push_back({{"name", "thread_sort_index"}, {"ph", "M"}, {"pid", 1}, {"tid", tid},
+    events.push_back({{"name", "thread_sort_index"},
+                      {"ph", "M"},
+                      {"pid", 1},
+                      {"tid", tid},
                       {"args", {{"sort_index", tid}}}});
   }
   nlohmann::json doc = {{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};

@@ -35,6 +35,7 @@ class Trace {
   static int64_t worker_lane();
   static constexpr int64_t kMainLane = 0;
   // The install's committer thread (fsync + rename of archives and trees).
+  static constexpr int64_t kStreamLane = 998;  // extraction while downloading
   static constexpr int64_t kCommitLane = 999;
   static constexpr int64_t kDownloadLaneBase = 1000;
 
@@ -49,7 +50,7 @@ class Trace {
   };
   bool enabled_;
   Clock::time_point t0_;
-  mutable std::mutex mu_;              // guards events_ and download_lane_end_
+  mutable std::mutex mu_;  // guards events_ and download_lane_end_
   std::vector<Event> events_;
   std::vector<int64_t> download_lane_end_;  // per download lane: end of its last span (us)
 };
