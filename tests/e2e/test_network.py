@@ -6,6 +6,7 @@ import http.server
 import os
 import sys
 import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -117,6 +118,98 @@ class NetworkTest(harness.MaterializerTestCase):
             self.assertEqual(proxy.requests, [])
         finally:
             proxy.stop()
+
+    # --- extraction while downloading (the streaming thread) ----------------------------
+
+    def slow(self, path, attempts):
+        """Hook: serves `path` in 256-byte pieces 10 ms apart. `attempts` is a list of what the
+        successive requests get: "full", "half" (the first half, then the connection drops) or
+        "corrupt" (every byte, one of them flipped). Returns the per-request log."""
+        with open(os.path.join(self.fx.root, path.lstrip("/")), "rb") as fh:
+            data = fh.read()
+        served = []
+
+        def hook(handler):
+            kind = attempts[min(len(served), len(attempts) - 1)]
+            served.append(kind)
+            body = bytearray(data)
+            if kind == "corrupt":
+                body[len(body) // 2] ^= 0xFF
+            if kind == "half":
+                body = body[:len(body) // 2]
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            for at in range(0, len(body), 256):
+                handler.wfile.write(body[at:at + 256])
+                handler.wfile.flush()
+                time.sleep(0.01)
+            handler.close_connection = True
+            return True
+
+        self.srv.hooks[path] = hook
+        return served
+
+    def biggest_conda(self):
+        pkgs = [p for p in self.fx.manifest["packages"] if p["url"].endswith(".conda")]
+        pkg = max(pkgs, key=lambda p: p["size"])
+        return pkg, "/channel/" + pkg["subdir"] + "/" + pkg["url"].rsplit("/", 1)[1]
+
+    def entry(self, report, name):
+        return next(p for p in harness.read_json(report)["packages"] if p["name"] == name)
+
+    def test_slow_conda_is_extracted_while_it_downloads(self):
+        pkg, path = self.biggest_conda()
+        served = self.slow(path, ["full"])
+        report, trace = self.path("r.json"), self.path("t.json")
+        cp = self.install(self.lock, self.path("env"), self.path("cache"), "--report", report,
+                          "--trace", trace)
+        self.assertExit(cp, 0)
+        self.assertEqual(served, ["full"])
+        self.assertTrue(self.entry(report, pkg["name"]).get("streamed"), cp.stderr)
+        self.assertPrefixMatches(self.path("env"), "conda-lock.yml")
+        lanes = {e["tid"] for e in harness.read_json(trace)["traceEvents"]
+                 if e.get("cat") == "extract" and e.get("name") == pkg["name"]}
+        self.assertEqual(lanes, {998})  # Trace::kStreamLane
+        # --no-stream: the same prefix, nothing streamed.
+        served.clear()
+        cp = self.install(self.lock, self.path("env2"), self.path("cache2"), "--report", report,
+                          "--no-stream")
+        self.assertExit(cp, 0)
+        self.assertFalse(any(p.get("streamed") for p in harness.read_json(report)["packages"]))
+        self.assertPrefixMatches(self.path("env2"), "conda-lock.yml")
+
+    def test_download_that_restarts_is_extracted_from_the_file(self):
+        pkg, path = self.biggest_conda()
+        served = self.slow(path, ["half", "full"])
+        report = self.path("r.json")
+        cp = self.install(self.lock, self.path("env"), self.path("cache"), "--report", report,
+                          "-v")
+        self.assertExit(cp, 0)
+        self.assertEqual(served, ["half", "full"])
+        entry = self.entry(report, pkg["name"])
+        self.assertEqual(entry.get("attempts"), 2)
+        self.assertFalse(entry.get("streamed"))
+        self.assertIn("extracting while downloading stopped", cp.stderr)
+        self.assertPrefixMatches(self.path("env"), "conda-lock.yml")
+
+    def test_corrupt_download_being_streamed_leaves_nothing(self):
+        pkg, path = self.biggest_conda()
+        self.slow(path, ["corrupt"])
+        cache = self.path("cache")
+        cp = self.install(self.lock, self.path("env"), cache)
+        self.assertExit(cp, 1)
+        self.assertIn("sha256 mismatch", cp.stderr)
+        self.assertFalse(os.path.exists(os.path.join(cache, "v1", "trees",
+                                                     "sha256-" + pkg["sha256"])))
+        self.assertFalse(os.path.exists(os.path.join(cache, "v1", "archives",
+                                                     "sha256-" + pkg["sha256"] + ".conda")))
+        self.assertEqual(os.listdir(os.path.join(cache, "v1", "tmp")), [])
+        # The next run, with the real bytes, installs it.
+        self.srv.hooks.clear()
+        cp = self.install(self.lock, self.path("env"), cache)
+        self.assertExit(cp, 0)
+        self.assertPrefixMatches(self.path("env"), "conda-lock.yml")
 
     def test_credentials_never_printed_on_success_or_failure(self):
         secret = "s3cr3t-token-value"
