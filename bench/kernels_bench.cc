@@ -1,13 +1,14 @@
 // Google Benchmark cases for the hot kernels: hashing (SHA-256, MD5, XXH3), prefix replacement
 // (text, binary), zstd decoding, bzip2 decoding (libbz2 serial, block-parallel), extraction of
-// .conda / .tar.bz2 packages and of a big wheel (one reader vs split) into a cache tree, and
-// linking a package tree into a prefix.
+// .conda / .tar.bz2 packages (a big .conda also as the streaming thread reads it) and of a big
+// wheel (one reader vs split) into a cache tree, and linking a package tree into a prefix.
 //
 //   ./build/release/bench/mat_bench --benchmark_min_time=0.2
 #include <archive.h>
 #include <archive_entry.h>
 #include <benchmark/benchmark.h>
 #include <bzlib.h>
+#include <sys/stat.h>
 #include <tbb/task_arena.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "cache/bz2_parallel.h"
+#include "cache/growing_file.h"
 #include "cache/store.h"
 #include "cache/wheel_record.h"
 #include "materializer/base/fs.h"
@@ -251,16 +253,32 @@ std::string make_tar(int filter, int files, size_t size, uint32_t seed) {
   return out;
 }
 
-// Extracts the archive at `path` into a fresh cache entry per iteration.
+// Extracts the archive at `path` into a fresh cache entry per iteration. `streamed`: as the
+// streaming thread does (Store::extract_streamed through a GrowingFileReader), from a download
+// that is already complete, so what is measured is the in-order reading, not the network.
 void run_extract(benchmark::State& state, const std::string& dir, const std::string& path,
-                 mat::cache::ArchiveFormat format, int64_t bytes_per_iteration) {
+                 mat::cache::ArchiveFormat format, int64_t bytes_per_iteration,
+                 bool streamed = false) {
   auto store = mat::cache::Store::open(dir + "/cache");
+  auto complete = std::make_shared<mat::cache::GrowingFile>();
+  struct stat st {};
+  ::stat(path.c_str(), &st);
+  complete->grew(st.st_size);
+  complete->complete();
   int n = 0;
   for (auto _ : state) {
     mat::cache::Key key{mat::HashKind::kSha256, mat::sha256_hex(std::to_string(n++))};
-    mat::cache::ExtractStats stats;
-    auto r = (*store)->extract(key, path, format, &stats);
-    if (!r.ok()) state.SkipWithError(r.status().to_string().c_str());
+    mat::Status r;
+    if (streamed) {
+      auto reader = mat::cache::GrowingFileReader::open(path, complete);
+      auto tree =
+          (*store)->extract_streamed(key, path, format, [&reader] { return (*reader)->next(); });
+      r = tree.ok() ? (*tree)->commit().status() : tree.status();
+    } else {
+      mat::cache::ExtractStats stats;
+      r = (*store)->extract(key, path, format, &stats).status();
+    }
+    if (!r.ok()) state.SkipWithError(r.to_string().c_str());
     state.PauseTiming();
     (void)(*store)->remove_entry(key);
     state.ResumeTiming();
@@ -315,6 +333,21 @@ void BM_ExtractBigConda(benchmark::State& state) {
       [&] { run_extract(state, dir, path, mat::cache::ArchiveFormat::kConda, 256 * (256 << 10)); });
 }
 BENCHMARK(BM_ExtractBigConda)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same .conda extracted as the streaming thread does (its own arena of one slot): the outer
+// zip read in order by libarchive, then checked against the central directory. Compare with
+// BM_ExtractBigConda/1.
+void BM_ExtractBigCondaStreamed(benchmark::State& state) {
+  std::string dir = temp_dir("bigconda-streamed");
+  std::string path = dir + "/big-1-0.conda";
+  (void)mat::write_file_atomic(path, make_conda(256, 256 << 10));
+  tbb::task_arena arena(1, 1);
+  arena.execute([&] {
+    run_extract(state, dir, path, mat::cache::ArchiveFormat::kConda, 256 * (256 << 10),
+                /*streamed=*/true);
+  });
+}
+BENCHMARK(BM_ExtractBigCondaStreamed)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // A ~24 MB wheel (48 deflated members of 512 kB, in 6 directories, plus RECORD) extracted in an
 // arena of state.range(0) threads: 1 is the serial path (one reader), 2 splits the members
