@@ -1071,15 +1071,21 @@ ExtractStats stats_of(const Manifest& m) {
   return s;
 }
 
-Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat f,
-                                 const std::string& dest_dir, Fs& fs, ExtractScratch& scratch) {
+namespace {
+
+// Both entry points: a .conda is read from `streamed` when given (in order, as it arrives),
+// else from the file; everything around it is shared.
+Result<Manifest> extract_into(const std::string& archive_path, ArchiveFormat f,
+                              const std::string& dest_dir, Fs& fs, ExtractScratch& scratch,
+                              const ByteSource* streamed) {
   UniqueFd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return ErrnoStatus("open " + dest_dir, errno);
   Extractor ex(root.get(), fs, scratch, f == ArchiveFormat::kWheel);
   const std::string shown = base_name(archive_path);
   switch (f) {
     case ArchiveFormat::kConda:
-      MAT_RETURN_IF_ERROR(extract_conda(archive_path, shown, ex, scratch));
+      MAT_RETURN_IF_ERROR(streamed ? extract_conda_streamed(*streamed, archive_path, shown, ex)
+                                   : extract_conda(archive_path, shown, ex, scratch));
       break;
     case ArchiveFormat::kTarBz2:
       MAT_RETURN_IF_ERROR(extract_tar(archive_path, shown, ex));
@@ -1093,16 +1099,17 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
   return ex.take();
 }
 
+}  // namespace
+
+Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat f,
+                                 const std::string& dest_dir, Fs& fs, ExtractScratch& scratch) {
+  return extract_into(archive_path, f, dest_dir, fs, scratch, nullptr);
+}
+
 Result<Manifest> extract_conda_stream(const ByteSource& next, const std::string& archive_path,
                                       const std::string& dest_dir, Fs& fs,
                                       ExtractScratch& scratch) {
-  UniqueFd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!root.valid()) return ErrnoStatus("open " + dest_dir, errno);
-  Extractor ex(root.get(), fs, scratch, /*wheel=*/false);
-  const std::string shown = base_name(archive_path);
-  MAT_RETURN_IF_ERROR(extract_conda_streamed(next, archive_path, shown, ex));
-  MAT_RETURN_IF_ERROR(ex.finish(shown));
-  return ex.take();
+  return extract_into(archive_path, ArchiveFormat::kConda, dest_dir, fs, scratch, &next);
 }
 
 }  // namespace mat::cache

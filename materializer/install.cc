@@ -124,10 +124,7 @@ class ArchiveSink : public fetch::Sink {
     return Status::Ok();
   }
   Status finish() override { return p_->finish(); }
-  void abort() override {
-    if (growing_) growing_->failed();
-    p_->abort();
-  }
+  void abort() override { p_->abort(); }  // on_fetched tells the GrowingFile
 
  private:
   cache::PendingArchive* p_;
@@ -348,7 +345,6 @@ class Pipeline {
       if (opts_.stream && s.format == cache::ArchiveFormat::kConda) {
         s.growing = std::make_shared<cache::GrowingFile>();
         s.growing_path = s.pending->path();
-        s.follow = PkgState::Follow::kIdle;
         streamable = true;
       }
       fetch::Request req;
