@@ -297,6 +297,40 @@ class RedirectTest(FaultTestCase):
         self.assertNotInOutput(cp, secret)
 
 
+class CredentialTest(FaultTestCase):
+
+    def test_odd_credentials_are_never_printed(self):
+        """A password with '@' and ':' (percent-encoded, as a URL needs them), a one-character
+        user and a one-character conda token: none of them in any output, on success (-v) or
+        on failure."""
+        root = self.path("served")
+        os.makedirs(os.path.join(root, "t", "Q"))
+        os.symlink(self.fx.channel, os.path.join(root, "t", "Q", "channel"))
+        with harness.FaultServer(root) as srv:
+            base = srv.url_for("/t/Q/channel", userinfo="Z:p%40ss%3Aw0rd")
+            lock = self.fx.render_lock(self.lock_name, base, self.path("l"))
+            cp, _ = self.run_install("-v", lock=lock)
+            self.assertInstalled(cp)
+            self.assertTrue(all(r["authorization"] for r in srv.requests()))
+            outputs = [cp]
+            _, path = self.pkg("datapkg")
+            srv.set_rules({"/t/Q" + path: [{"status": 500, "repeat": True}]})
+            cp, _ = self.run_install("-v", lock=lock)
+            self.assertExit(cp, 1)
+            outputs.append(cp)
+        # The failure names the URL, redacted; so do both reports.
+        self.assertIn("http://***@127.0.0.1:%d/t/***/channel/" % srv.port, outputs[1].stderr)
+        for k, out in enumerate(outputs, 1):
+            report = self.path(f"r{k}.json")
+            self.assertIn("/t/***/channel/", harness.read_text(report))
+            for secret in ("p%40ss", "p@ss", "w0rd", "Z:", "/t/Q/"):
+                self.assertNotInOutput(out, secret, report)
+        for name in os.listdir(os.path.join(self.path("env1"), "conda-meta")):
+            text = harness.read_text(os.path.join(self.path("env1"), "conda-meta", name))
+            for secret in ("w0rd", "/t/Q/"):
+                self.assertNotIn(secret, text, name)
+
+
 class BacklogTest(harness.MaterializerTestCase):
     """~40 packages from an HTTP/1.1 server that accepts slowly with listen(1): with the
     per-host cap the client never holds more than N connections, so no SYN is dropped
