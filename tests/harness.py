@@ -341,10 +341,12 @@ class Nginx:
     when nginx or openssl is missing.
     """
 
-    def __init__(self, root, limit_rate=None):
+    def __init__(self, root, limit_rate=None, extra_conf=""):
         self.root = os.path.abspath(root)
         # nginx's limit_rate (e.g. "20m": bytes/s per response), to stand in for a remote server
         self.limit_rate = limit_rate
+        # directives added to the server block (e.g. `location = /x { return 302 ...; }`)
+        self.extra_conf = extra_conf
         self.nginx = shutil.which("nginx") or ("/usr/sbin/nginx"
                                                if os.access("/usr/sbin/nginx", os.X_OK) else None)
         if not self.nginx:
@@ -413,6 +415,7 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         root {self.root};
         location / {{ autoindex off; }}
+        {self.extra_conf}
     }}
 }}
 """
