@@ -949,6 +949,29 @@ TEST_F(FetcherTest, ServerThatNeverAnswersIsAStallToo) {
   EXPECT_EQ(log->aborts, 1);
 }
 
+// A pause longer than the timeout abandons the attempt; with the check off (0) it does not.
+TEST_F(FetcherTest, StallTimeoutZeroTurnsTheCheckOff) {
+  const std::string body = make_body(2048, 22);
+  server_.route("/pause", [&](int) { return Reply{200, body, {}, -1, 600, false}; });
+  uint64_t id = 0;
+  for (double timeout : {0.0, 0.2}) {
+    Options o = fast_options();
+    o.stall_timeout_s = timeout;
+    auto log = std::make_shared<SinkLog>();
+    FetchResult res = fetch_one(o, request(server_.url("/pause"), log, ++id));
+    if (timeout == 0) {
+      ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+      EXPECT_EQ(res.attempts, 1);
+      EXPECT_EQ(log->data, body);
+    } else {
+      // Every attempt pauses after its first KiB (no validator: each starts from 0).
+      EXPECT_EQ(res.status.code(), Code::kRetryable) << res.status.to_string();
+      EXPECT_EQ(res.attempts, 4);
+      EXPECT_NE(res.status.message().find("stalled"), std::string::npos);
+    }
+  }
+}
+
 // A slow transfer that keeps moving is no stall, and neither is waiting for a free connection.
 TEST_F(FetcherTest, SlowTransfersAndQueuedOnesAreNotStalls) {
   // ~60 ms between 1 KiB chunks, 12 chunks: each body takes ~0.7 s, longer than the timeout.

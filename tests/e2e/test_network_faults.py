@@ -331,6 +331,18 @@ class CredentialTest(FaultTestCase):
                 self.assertNotIn(secret, text, name)
 
 
+    def test_netrc_is_not_read(self):
+        home = self.path("home")
+        os.makedirs(home)
+        with open(os.path.join(home, ".netrc"), "w") as fh:
+            fh.write("machine 127.0.0.1 login netrcuser password netrcpass\n"
+                     "default login netrcuser password netrcpass\n")
+        os.chmod(os.path.join(home, ".netrc"), 0o600)
+        cp, _ = self.run_install(env={"HOME": home})
+        self.assertInstalled(cp)
+        self.assertFalse(any(r["authorization"] for r in self.srv.requests()))
+
+
 class BacklogTest(harness.MaterializerTestCase):
     """~40 packages from an HTTP/1.1 server that accepts slowly with listen(1): with the
     per-host cap the client never holds more than N connections, so no SYN is dropped
