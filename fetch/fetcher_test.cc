@@ -918,7 +918,7 @@ TEST_F(FetcherTest, StalledTransferIsAbandonedAndResumed) {
     return r;
   });
   Options o = fast_options();
-  o.stall_timeout_s = 0.3;
+  o.stall_timeout_s = 0.5;
   auto log = std::make_shared<SinkLog>();
   FetchResult res = fetch_one(o, request(server_.url("/stall"), log));
   ASSERT_TRUE(res.status.ok()) << res.status.to_string();
@@ -974,11 +974,12 @@ TEST_F(FetcherTest, StallTimeoutZeroTurnsTheCheckOff) {
 
 // A slow transfer that keeps moving is no stall, and neither is waiting for a free connection.
 TEST_F(FetcherTest, SlowTransfersAndQueuedOnesAreNotStalls) {
-  // ~60 ms between 1 KiB chunks, 12 chunks: each body takes ~0.7 s, longer than the timeout.
-  server_.route("/slow", [](int) { return Reply{200, std::string(12 * 1024, 's'), {}, -1, 60}; });
+  // 100 ms between 1 KiB chunks, 16 chunks: each body takes ~1.6 s, longer than the timeout,
+  // which is 10 gaps long (a loaded machine may delay a chunk a little, not that much).
+  server_.route("/slow", [](int) { return Reply{200, std::string(16 * 1024, 's'), {}, -1, 100}; });
   Options o = fast_options();
-  o.stall_timeout_s = 0.4;
-  o.max_host_connections = 1;  // the second transfer waits ~0.7 s for the connection
+  o.stall_timeout_s = 1.0;
+  o.max_host_connections = 1;  // the second transfer waits ~1.6 s for the connection
   o.max_retries = 0;
   auto f = make(o);
   f->submit(request(server_.url("/slow"), std::make_shared<SinkLog>(), 1));
