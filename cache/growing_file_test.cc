@@ -60,10 +60,15 @@ TEST(GrowingFileTest, ReaderGetsEveryByteAndTheEndOnlyOnceComplete) {
   std::string got;
   std::thread t([&] { got = read_all(**reader, &error); });
   write_slowly(path, data, *g);
-  // Every byte is written, but the download is not verified yet: the reader has read all but
-  // the last partial block (it waits for whole blocks while the file grows) and must wait.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_GT((*reader)->offset(), static_cast<int64_t>(data.size()) - (64 << 10));
+  // Every byte is written, but the download is not verified yet: the reader reads all but the
+  // last partial block (it waits for whole blocks while the file grows) and must wait. It is
+  // given up to 10 s to get there (a fixed 50 ms failed on a machine at load 15).
+  const int64_t near_end = static_cast<int64_t>(data.size()) - (64 << 10);
+  for (int i = 0; i < 1000 && (*reader)->offset() <= near_end; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // and then it waits
+  EXPECT_GT((*reader)->offset(), near_end);
   EXPECT_TRUE(error.ok());
   EXPECT_TRUE(got.empty());  // read_all has not returned
   g->complete();

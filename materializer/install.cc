@@ -113,9 +113,20 @@ class ArchiveSink : public fetch::Sink {
   ArchiveSink(cache::PendingArchive* p, Progress* progress, cache::GrowingFile* growing)
       : p_(p), progress_(progress), growing_(growing) {}
   Status reset() override {
-    // Before every attempt, the first included; only bytes already handed out are lost.
+    // Before an attempt from byte 0, the first included, or when a server answered a resume
+    // with the whole file. Bytes a streaming reader already consumed may differ from the new
+    // ones, so it is cancelled (the package is then extracted from the finished file).
     if (growing_ && p_->bytes() > 0) growing_->restarted();
     return p_->reset();
+  }
+  // A resumed download appends to the temp file as it stands: bytes [0, offset) stay, and so
+  // does a streaming reader of them.
+  Status resume(int64_t offset) override {
+    if (p_->bytes() != offset) {
+      return Internal("cannot resume at byte " + std::to_string(offset) + ": the temp file holds " +
+                      std::to_string(p_->bytes()));
+    }
+    return Status::Ok();
   }
   Status write(const char* data, size_t len) override {
     progress_->add_download_bytes(static_cast<int64_t>(len));
@@ -309,6 +320,8 @@ class Pipeline {
     fo.max_parallel = std::max(1, opts_.max_downloads);
     fo.ca_bundle = opts_.ca_bundle;
     fo.offline = opts_.offline;
+    fo.max_host_connections = opts_.max_connections_per_host;
+    fo.stall_timeout_s = opts_.stall_timeout_s;
     // One fetch loop (decrypt + SHA-256 + write) keeps ~6 extracting cores busy (bench/README:
     // ~250 MB/s per loop, ~40 MB/s of archives per extracting core); more cores get more loops
     // so downloading never becomes the one serial stage.
@@ -594,7 +607,7 @@ class Pipeline {
       if (want.empty() || want == got) return Status::Ok();
       return HashMismatch(std::string(what) + " mismatch: expected " + want + ", got " + got +
                           " (" + std::to_string(r.bytes) + " bytes from " + redact_url(ref.url) +
-                          ")");
+                          ")" + fetch::unexpected_content_type_note(r.content_type));
     };
     if (!ref.sha256.empty()) return check("sha256", ref.sha256, r.sha256);
     return check("md5", ref.md5, r.md5);
@@ -793,6 +806,8 @@ int run_install(const InstallOptions& in) {
   po.ca_bundle = opts.ca_bundle;
   po.offline = opts.offline;
   po.max_downloads = opts.max_downloads;
+  po.max_connections_per_host = opts.max_connections_per_host;
+  po.stall_timeout_s = opts.stall_timeout_s;
   auto pyplan = plan_pypi(*lock, po);
   if (!pyplan.ok()) {
     std::fprintf(stderr, "error: %s\n", pyplan.status().message().c_str());

@@ -20,6 +20,8 @@ struct InstallOptions {
   std::string cache_dir;
   int jobs = 0;  // 0 = all cores
   int max_downloads = 50;
+  int max_connections_per_host = 6;  // --max-connections-per-host (0: no limit)
+  double stall_timeout_s = 15;       // --stall-timeout: no byte for this long = retry/resume
   bool offline = false;
   bool stream = true;  // --no-stream: extract a .conda only once its download ended
   std::string report_path;

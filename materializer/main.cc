@@ -48,6 +48,16 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
   cmd->add_option("--max-downloads", o.max_downloads, "transfers in flight")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-connections-per-host", o.max_connections_per_host,
+                  "connections open at once to one server (HTTP/1.1; HTTP/2 multiplexes over "
+                  "one); 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--stall-timeout", o.stall_timeout_s,
+                  "seconds without a byte after which a download is abandoned and retried "
+                  "(resumed where the server allows); 0: never")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--offline", o.offline, "never touch the network: only the cache and file:// URLs");
   cmd->add_flag("--no-stream{false}", o.stream,
                 "extract a .conda only once its download has ended (default: the largest one "

@@ -190,6 +190,8 @@ Status fetch_pages(std::vector<Page>& pages, const IndexOptions& opts) {
   fetch::Options fo;
   fo.max_parallel = std::max(1, opts.max_parallel);
   fo.max_retries = opts.max_retries;
+  fo.max_host_connections = opts.max_host_connections;
+  fo.stall_timeout_s = opts.stall_timeout_s;
   fo.ca_bundle = opts.ca_bundle;
   fo.offline = opts.offline;
   auto on_done = [&pages](fetch::FetchResult&& r) {

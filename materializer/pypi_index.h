@@ -21,6 +21,8 @@ struct IndexOptions {
   bool offline = false;
   int max_parallel = 50;
   int max_retries = 4;  // per page, as fetch::Options::max_retries (tests set 0)
+  int max_host_connections = 6;  // as fetch::Options
+  double stall_timeout_s = 15;   // as fetch::Options
 };
 
 // For every ref with needs_index: looks up its project page on every index (and find-links),

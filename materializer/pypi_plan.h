@@ -37,6 +37,8 @@ struct PypiPlanOptions {
   std::string ca_bundle;
   bool offline = false;
   int max_downloads = 50;
+  int max_connections_per_host = 6;  // as InstallOptions
+  double stall_timeout_s = 15;
 };
 
 struct PypiPlan {

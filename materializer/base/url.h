@@ -8,8 +8,10 @@
 namespace mat {
 
 // Removes credentials from a URL for display: "https://user:pw@host/x" ->
-// "https://***@host/x"; conda-style tokens "/t/<token>/" -> "/t/***/"; query parameters named
-// token, access_token, password, key, signature, sig -> "***". Other URLs are returned as is.
+// "https://***@host/x" (everything up to the LAST '@' before the path: a raw '@' or ':' in a
+// password is hidden too); conda-style tokens "/t/<token>/" -> "/t/***/"; the values of query
+// parameters named token, access_token, password, key, signature, sig, api_key, apikey, secret
+// and the S3/GCS signature ones -> "***" (names case-insensitive). Other URLs are returned as is.
 std::string redact_url(std::string_view url);
 
 // Last path component of a URL, without query or fragment ("zlib-1.3-h1.conda").
