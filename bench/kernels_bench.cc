@@ -386,6 +386,42 @@ void BM_ExtractWheel(benchmark::State& state) {
 }
 BENCHMARK(BM_ExtractWheel)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The warm path's cache lookup of one published tree (find_tree: the permission model's
+// per-entry check, cache/trust.h): two lstat and one read of the manifest's head, against
+// BM_LinkPackage's ~2000 linkat per package.
+void BM_FindTree(benchmark::State& state) {
+  std::string dir = temp_dir("findtree");
+  std::string path = dir + "/pkg-1-0.conda";
+  (void)mat::write_file_atomic(path, make_conda(64, 1 << 10));
+  auto store = mat::cache::Store::open(dir + "/cache");
+  mat::cache::Key key{mat::HashKind::kSha256, mat::sha256_hex("findtree")};
+  if (!store.ok() ||
+      !(*store)->extract(key, path, mat::cache::ArchiveFormat::kConda, nullptr).ok()) {
+    state.SkipWithError("setup failed");
+  }
+  for (auto _ : state) {
+    auto pkg = (*store)->find_tree(key);
+    if (!pkg) state.SkipWithError("tree not found");
+    benchmark::DoNotOptimize(pkg);
+  }
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_FindTree);
+
+// Store::open of an existing cache: resolving the root and checking every directory from "/"
+// down to v1/'s subdirectories, once per run.
+void BM_OpenStore(benchmark::State& state) {
+  std::string dir = temp_dir("openstore");
+  (void)mat::cache::Store::open(dir + "/cache");
+  for (auto _ : state) {
+    auto store = mat::cache::Store::open(dir + "/cache");
+    if (!store.ok()) state.SkipWithError(store.status().to_string().c_str());
+    benchmark::DoNotOptimize(store);
+  }
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_OpenStore);
+
 // Links one extracted package of state.range(0) small files into a fresh prefix.
 void BM_LinkPackage(benchmark::State& state) {
   const int files = static_cast<int>(state.range(0));

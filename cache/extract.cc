@@ -409,7 +409,11 @@ Status Extractor::add_file(archive_entry* e, const NextBlock& next, const std::s
   MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
   MAT_RETURN_IF_ERROR(replace_non_dir(dir_fd, path, where));
   std::string base(split_parent(path).second);
-  uint32_t mode = (archive_entry_perm(e) & 0777) | 0400;
+  // Never group/other-writable, whatever the package says (a 0666 member would be a cache
+  // file, hard-linked into every prefix, that any user can rewrite): the permission model's
+  // promise (cache/trust.h) that lets find_tree() trust a tree without a stat per file.
+  // Directories are made 0755, which the umask can only narrow.
+  uint32_t mode = (archive_entry_perm(e) & 0755) | 0400;
   // Wheels: pip's modes (0644, or 0755 when the zip marks the member executable), so files
   // hard-linked from this tree look exactly as `pip install` leaves them.
   if (wheel_) mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;

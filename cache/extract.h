@@ -25,8 +25,9 @@
 //     while the member is written (wheels only; the XXH3 for the manifest is computed too).
 //     Rows hashed with sha384/sha512 are checked for size only; weaker algorithms are rejected.
 //   - file modes are pip's: 0755 if the zip gives the member any executable bit, else 0644.
-// Leading "./" and "." components are dropped. Files keep their permission bits (mode & 0777)
-// plus owner-read, so the cache stays readable; directories are 0755 (before umask) whatever
+// Leading "./" and "." components are dropped. Files keep their permission bits except group
+// and other write (mode & 0755), plus owner-read, so the cache stays readable and nobody but
+// its owner can change a file (cache/trust.h); directories are 0755 (before umask) whatever
 // the archive says, since conda records no directory modes. mtimes are not restored.
 //
 // Names: zips (wheels, the .conda outer zip) are read with libzip (cache/zip_reader.h), which

@@ -9,8 +9,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int kManifestVersion = 1;
-
 Status bad(const std::string& what, const std::string& why) {
   return Corrupt(what + ": " + why + "; run `cache clean` or remove the entry to re-extract");
 }
@@ -79,17 +77,23 @@ std::string manifest_to_json(const Key& key, const Manifest& m) {
     }
     files[path] = std::move(v);
   }
-  json doc = {{"version", kManifestVersion}, {"key", key.str()}, {"files", std::move(files)}};
-  // `replace` instead of throwing on invalid UTF-8: extraction already rejects such names, so
-  // this only guards the no-exceptions contract.
-  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+  // Written by hand around "files" so that version and key come first (nlohmann sorts an
+  // object's keys). `replace` instead of throwing on invalid UTF-8: extraction already rejects
+  // such names, so this only guards the no-exceptions contract.
+  return manifest_head(key) +
+         "\"files\":" + files.dump(-1, ' ', false, json::error_handler_t::replace) + "}";
+}
+
+std::string manifest_head(const Key& key) {
+  // Key::str() is "sha256-" / "md5-" and hex digits: nothing to escape.
+  return "{\"version\":" + std::to_string(kManifestVersion) + ",\"key\":\"" + key.str() + "\",";
 }
 
 Result<Manifest> parse_manifest(std::string_view text, const std::string& what) {
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) return bad(what, "not valid JSON");
   auto version = doc.find("version");
-  if (version == doc.end() || *version != kManifestVersion) {
+  if (version == doc.end() || !(*version == 1 || *version == kManifestVersion)) {
     return bad(what, "unsupported manifest version");
   }
   auto files = doc.find("files");

@@ -197,9 +197,12 @@ TEST_F(StoreTest, ExtractPublishesTreeAndManifest) {
   EXPECT_EQ(testing::read_link(*r + "/lib/l.so"), "l.so.1");
   EXPECT_TRUE(tmp_entries().empty());
 
-  auto doc =
-      nlohmann::json::parse(testing::slurp(root_ + "/v1/trees/" + key.str() + "/manifest.json"));
-  EXPECT_EQ(doc["version"], 1);
+  std::string text = testing::slurp(root_ + "/v1/trees/" + key.str() + "/manifest.json");
+  // Version and key first: find_tree() reads only this head (see manifest.h).
+  std::string head = R"({"version":2,"key":")" + key.str() + R"(",)";
+  EXPECT_EQ(text.substr(0, head.size()), head);
+  auto doc = nlohmann::json::parse(text);
+  EXPECT_EQ(doc["version"], 2);
   EXPECT_EQ(doc["key"], key.str());
   EXPECT_EQ(doc["files"]["bin/t"]["type"], "file");
   EXPECT_EQ(doc["files"]["bin/t"]["size"], 10);

@@ -71,6 +71,7 @@ struct PkgState {
   enum class Follow { kIdle, kFollowing, kDownloadDone, kGaveUp, kClosed };
   Follow follow = Follow::kIdle;  // guarded by Pipeline::stream_mu_
   bool streamed = false;          // extracted while downloading
+  std::vector<std::string> warnings;  // cache entries passed over (main thread only)
 };
 
 // "zlib-1.3.1-h4ab18f5_1 (conda-forge/linux-64)"
@@ -226,6 +227,7 @@ class Pipeline {
   std::vector<PkgState>& states() { return states_; }
   double download_wall = 0, fetch_extract_wall = 0;
   std::atomic<int64_t> downloaded_bytes{0};
+  int64_t legacy_entries = 0;  // trees of an older version, extracted afresh (main thread)
 
   // Stage 1: cache lookup, per-entry locks, download + verify + extract for the misses.
   Status fetch_and_extract() {
@@ -289,12 +291,31 @@ class Pipeline {
     }
     s.format = *fmt;
     s.bytes = r.size;
-    if (auto tree = store_.find_tree(s.key)) {
+    cache::Distrust bad;
+    if (auto tree = store_.find_tree(s.key, &bad)) {
       s.cache_hit = true;
       s.tree = *tree;
-      s.archive_path = store_.find_archive(s.key, s.format).value_or("");
+      cache::Distrust bad_archive;
+      s.archive_path = store_.find_archive(s.key, s.format, &bad_archive).value_or("");
+      note_distrust(s, bad_archive, "not used");
+    } else {
+      note_distrust(s, bad, "extracting it afresh");
     }
     return true;
+  }
+
+  // An entry the cache passed over (README "Permission model"): a warning naming it and why,
+  // unless it is merely an older version's (then a -v note). `then` says what happens instead.
+  void note_distrust(PkgState& s, const cache::Distrust& d, const char* then) {
+    if (d.path.empty()) return;
+    std::string text = "cache entry " + d.path + ": " + d.why + ": " + then;
+    if (d.legacy) {
+      ++legacy_entries;
+      progress_.detail(label(*s.ref) + ": " + text);
+      return;
+    }
+    progress_.line("warning: " + label(*s.ref) + ": " + text);
+    s.warnings.push_back(std::move(text));
   }
 
   bool recheck_hit(size_t i) {
@@ -340,7 +361,8 @@ class Pipeline {
     bool streamable = false;
     for (size_t i : todo) {
       PkgState& s = states_[i];
-      if (auto archive = store_.find_archive(s.key, s.format)) {
+      cache::Distrust bad;
+      if (auto archive = store_.find_archive(s.key, s.format, &bad)) {
         s.archive_path = *archive;  // downloaded earlier, never extracted: extract only
         latch.add();
         struct stat st {};
@@ -348,6 +370,7 @@ class Pipeline {
                  ::stat(archive->c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0, latch);
         continue;
       }
+      note_distrust(s, bad, "downloading it afresh");
       auto pending = store_.begin_archive(s.key, s.format);
       if (!pending.ok()) {
         s.status = pending.status();
@@ -639,9 +662,8 @@ std::string python_version_of(const LockFile& lock, const std::string& override_
 }
 
 // --dry-run: what would be installed, from where, and whether the cache already has it.
-void print_plan(const std::vector<PackageRef>& plan, const std::string& cache_dir,
+void print_plan(const std::vector<PackageRef>& plan, const cache::Store* store,
                 const pypi::TargetPython* target) {
-  auto store = cache::Store::open(cache_dir);
   if (target) {
     std::printf(
         "target: %s %s (%s), %s\n", target->implementation.c_str(),
@@ -651,7 +673,7 @@ void print_plan(const std::vector<PackageRef>& plan, const std::string& cache_di
   for (const auto& r : plan) {
     cache::Key key{r.sha256.empty() ? HashKind::kMd5 : HashKind::kSha256,
                    r.sha256.empty() ? r.md5 : r.sha256};
-    bool cached = store.ok() && (*store)->find_tree(key).has_value();
+    bool cached = store && store->find_tree(key).has_value();
     std::printf("%-6s %-40s %s%s\n", r.kind == PackageKind::kPypi ? "pypi" : "conda",
                 label(r).c_str(), redact_url(r.url).c_str(), cached ? "  [cached]" : "");
   }
@@ -713,6 +735,7 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
     if (!s.http_version.empty()) p["http_version"] = s.http_version;
     if (s.attempts > 1) p["attempts"] = s.attempts;
     if (s.streamed) p["streamed"] = true;
+    if (!s.warnings.empty()) p["warnings"] = s.warnings;
     p["error"] = s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(s.status.message());
     pkgs.push_back(std::move(p));
   }
@@ -792,6 +815,19 @@ int run_install(const InstallOptions& in) {
     std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
   }
+  // The cache before anything is fetched (index pages included): one that another user could
+  // change is refused with exit 2, each directory named with its fix (README "Permission
+  // model"); other failures to open it are exit 1, except for --dry-run, which then only
+  // cannot tell cache hits.
+  auto store = cache::Store::open(opts.cache_dir);
+  const bool plan_without_cache =
+      !store.ok() && opts.dry_run && store.status().code() != Code::kInvalidInput;
+  if (!store.ok() && !plan_without_cache) {
+    std::fprintf(stderr, "error: cache %s: %s\n", opts.cache_dir.c_str(),
+                 store.status().to_string().c_str());
+    int code = store.status().code() == Code::kInvalidInput ? 2 : 1;
+    return finish(opts, &*lock, no_states, code, t0, 0, 0, 0, 0, "");
+  }
   // Stage 0b: PyPI entries become one wheel each for the target interpreter (or a clear
   // refusal) before anything is downloaded.
   PypiPlanOptions po;
@@ -825,7 +861,8 @@ int run_install(const InstallOptions& in) {
   const size_t n_conda = plan.size();
   for (auto& w : pyplan->wheels) plan.push_back(std::move(w));
   if (opts.dry_run) {
-    print_plan(plan, opts.cache_dir, pyplan->target ? &*pyplan->target : nullptr);
+    print_plan(plan, store.ok() ? store->get() : nullptr,
+               pyplan->target ? &*pyplan->target : nullptr);
     return finish(opts, &*lock, no_states, 0, t0, 0, 0, 0, 0, "");
   }
 
@@ -837,13 +874,6 @@ int run_install(const InstallOptions& in) {
                          static_cast<size_t>(jobs) + 1);
   tbb::task_arena arena(jobs, 0);
 
-  auto store = cache::Store::open(opts.cache_dir);
-  if (!store.ok()) {
-    std::fprintf(stderr, "error: cache %s: %s\n", opts.cache_dir.c_str(),
-                 store.status().to_string().c_str());
-    return finish(opts, &*lock, no_states, 1, t0, 0, 0, 0, 0, "");
-  }
-
   // Temp files of processes that died (killed mid-download) are garbage; live ones are kept.
   (*store)->clean(/*all=*/false).ignore();
 
@@ -854,6 +884,11 @@ int run_install(const InstallOptions& in) {
   Status st = pipe.fetch_and_extract();
   trace.add("fetch + verify + extract", "stage", t_fx, Clock::now(), Trace::kMainLane);
   auto& states = pipe.states();
+  if (pipe.legacy_entries > 0) {
+    progress.line("note: " + std::to_string(pipe.legacy_entries) +
+                  " cache entries made by an older materializer were extracted afresh (once; "
+                  "README \"Permission model\")");
+  }
   if (!st.ok()) {
     progress.stop();
     std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
@@ -1026,11 +1061,15 @@ int run_install(const InstallOptions& in) {
 int run_cache_command(const std::string& what, const std::string& cache_dir_in, bool all,
                       bool json) {
   std::string cache_dir = absolute_path(cache_dir_in.empty() ? default_cache_dir() : cache_dir_in);
-  auto store = cache::Store::open(cache_dir);
+  // `verify` reports directories that fail the permission model among its problems; `stats`
+  // and `clean` refuse such a cache, as install does (exit 2).
+  cache::StoreOptions so;
+  so.report_distrust = what == "verify";
+  auto store = cache::Store::open(cache_dir, posix_fs(), so);
   if (!store.ok()) {
     std::fprintf(stderr, "error: cache %s: %s\n", cache_dir.c_str(),
                  store.status().to_string().c_str());
-    return 1;
+    return store.status().code() == Code::kInvalidInput ? 2 : 1;
   }
   if (what == "stats") {
     auto s = (*store)->stats();
@@ -1065,12 +1104,17 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
       return 1;
     }
     for (const auto& p : *problems) {
-      std::printf("%s: %s: %s\n", p.key.c_str(), p.path.c_str(), p.problem.c_str());
+      if (p.key.empty()) {
+        std::printf("%s: %s\n", p.path.c_str(), p.problem.c_str());
+      } else {
+        std::printf("%s: %s: %s\n", p.key.c_str(), p.path.c_str(), p.problem.c_str());
+      }
     }
     if (!problems->empty()) {
       std::fprintf(stderr,
-                   "error: %zu problem(s) in %s; remove the damaged entries with "
-                   "`materializer cache clean --all` (or delete them) and reinstall\n",
+                   "error: %zu problem(s) in %s; fix the permissions named above, remove the "
+                   "damaged entries with `materializer cache clean --all` (or delete them) and "
+                   "reinstall\n",
                    problems->size(), cache_dir.c_str());
       return 1;
     }

@@ -255,10 +255,37 @@ std::string random_token() {
   return out;
 }
 
+// Opens (creating) a lock file. Never through a symlink: one planted at the name would have us
+// create or open its target (as root). Only a regular file owned by the caller or root: another
+// owner could hold the lock for ever. Private (0600): flock needs only a read-only fd, so with
+// 0644 any user could hold the lock; an older version's 0644 file is narrowed once.
+static Result<UniqueFd> open_lock_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    if (errno == ELOOP) {
+      return IoError("lock " + path + ": is a symbolic link, which a lock file never is: " +
+                     "remove it (`rm " + path + "`) and rerun");
+    }
+    return ErrnoStatus("open lock " + path, errno);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat lock " + path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    return IoError("lock " + path + ": not a regular file: remove it (`rm " + path +
+                   "`) and rerun");
+  }
+  const uid_t euid = ::geteuid();
+  if (st.st_uid != euid && st.st_uid != 0) {
+    return IoError("lock " + path + ": owned by uid " + std::to_string(st.st_uid) +
+                   ", who could hold it for ever: remove it (`rm " + path + "`) and rerun");
+  }
+  if ((st.st_mode & 077) != 0 && st.st_uid == euid) ::fchmod(fd.get(), 0600);
+  return fd;
+}
+
 Result<FileLock> FileLock::acquire(const std::string& path) {
   FileLock lock;
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus("open lock " + path, errno);
+  MAT_ASSIGN_OR_RETURN(UniqueFd fd, open_lock_file(path));
   while (::flock(fd.get(), LOCK_EX) != 0) {
     if (errno != EINTR) return ErrnoStatus("lock " + path, errno);
   }
@@ -268,8 +295,7 @@ Result<FileLock> FileLock::acquire(const std::string& path) {
 
 Result<FileLock> FileLock::try_acquire(const std::string& path) {
   FileLock lock;
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus("open lock " + path, errno);
+  MAT_ASSIGN_OR_RETURN(UniqueFd fd, open_lock_file(path));
   while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EINTR) continue;
     if (errno == EWOULDBLOCK) return lock;  // not held

@@ -114,7 +114,9 @@ std::string absolute_path(const std::string& path);
 // A random hex token for temp names (e.g. ".tmp-<pid>-<token>").
 std::string random_token();
 
-// Exclusive advisory lock (flock) on `path`, created if missing. Released on destruction.
+// Exclusive advisory lock (flock) on `path`, created if missing (mode 0600). Released on
+// destruction. The file is never opened through a symlink, and must be a regular file owned by
+// the effective uid or root (kIo otherwise, naming the path and the fix).
 class FileLock {
  public:
   FileLock() = default;
