@@ -34,6 +34,7 @@
 #include "cache/store.h"
 #include "fetch/fetcher.h"
 #include "materializer/base/fs.h"
+#include "materializer/base/json.h"
 #include "materializer/base/url.h"
 #include "materializer/progress.h"
 #include "materializer/pypi_plan.h"
@@ -720,7 +721,7 @@ int finish(const InstallOptions& opts, const LockFile* lock, const std::vector<P
   if (!opts.report_path.empty()) {
     auto j = make_report(opts, lock, states, exit_code, seconds_since(t0), dl_wall, fx_wall,
                          link_wall, dl_bytes, link_mode);
-    Status st = write_file_atomic(opts.report_path, j.dump(2) + "\n");
+    Status st = write_file_atomic(opts.report_path, dump_json(j, 2) + "\n");
     if (!st.ok()) {
       std::fprintf(stderr, "warning: could not write report: %s\n", st.to_string().c_str());
     }
@@ -1031,7 +1032,7 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
                           {"tree_files", s->tree_files},
                           {"tree_bytes", s->tree_bytes},
                           {"tmp_entries", s->tmp_entries}};
-      std::printf("%s\n", j.dump(2).c_str());
+      std::printf("%s\n", dump_json(j, 2).c_str());
     } else {
       std::printf(
           "cache:     %s\narchives:  %lld (%s)\ntrees:     %lld (%lld files, %s)\ntmp:       "
