@@ -37,6 +37,7 @@ struct PypiPlanOptions {
   std::string ca_bundle;
   bool offline = false;
   int max_downloads = 50;
+  const LocalFiles* local_files = nullptr;  // file:// policy for index pages' links
 };
 
 struct PypiPlan {
