@@ -220,9 +220,15 @@ std::string describe(const PackageRef& r, size_t index) {
   return where + " (" + what + ")";
 }
 
+// The same file listed again: same URL, name, version and build, and no hash that disagrees
+// (conda-lock repeats an entry with only its md5; @EXPLICIT files, one with #md5 and one with
+// #sha256).
 bool same_file(const PackageRef& a, const PackageRef& b) {
-  return a.url == b.url && a.sha256 == b.sha256 && a.md5 == b.md5 && a.version == b.version &&
-         a.build == b.build;
+  auto agree = [](const std::string& x, const std::string& y) {
+    return x.empty() || y.empty() || x == y;
+  };
+  return a.url == b.url && a.version == b.version && a.build == b.build &&
+         agree(a.sha256, b.sha256) && agree(a.md5, b.md5);
 }
 
 }  // namespace
@@ -264,8 +270,12 @@ Status check_duplicates(LockFile& lock) {
                                                           : "pypi\n" + normalized_pypi(r.name);
     auto [it, fresh] = first.try_emplace(key, out.size());
     if (!fresh) {
-      const PackageRef& prev = out[it->second];
-      if (same_file(prev, r)) continue;  // an identical repeat: harmless
+      PackageRef& prev = out[it->second];
+      if (same_file(prev, r)) {  // a repeat of the same file: keep the first, with every hash
+        if (prev.sha256.empty()) prev.sha256 = r.sha256;
+        if (prev.md5.empty()) prev.md5 = r.md5;
+        continue;
+      }
       return input_error(
           lock.path, r.line,
           subject_of(r) + " is selected twice, as different files: " +

@@ -172,8 +172,8 @@ Result<LockFormat> detect_lock_format(const std::string& content, const std::str
 // markers) must be valid UTF-8 without control characters and of bounded length: they become
 // paths, JSON and terminal output. A package selected twice (conda names as written; PyPI names
 // PEP 503-normalised, for the formats that pin one file per name: conda-lock pip entries and
-// pixi pypi entries) is an error naming both lines, unless both entries are the same file with
-// the same hashes (then the later is dropped). PyPI formats with markers (pylock, uv, poetry,
+// pixi pypi entries) is an error naming both lines, unless both entries are the same file (same URL,
+// no hash that disagrees: the later is dropped, its hashes kept). PyPI formats with markers (pylock, uv, poetry,
 // requirements) may list a name several times for different environments: the driver checks
 // those once markers are evaluated. A conda package and a PyPI package of the same name are
 // not duplicates: the two namespaces differ (conda's pytorch is PyPI's torch) and the lock does
