@@ -917,6 +917,7 @@ int run_install(const InstallOptions& in) {
     return finish(opts, nullptr, no_states, 0, t0, 0, 0, 0, 0, "noop");
   }
   auto lock = parse_lock(*lock_bytes, opts.lock_path, opts.selection);
+  std::string().swap(*lock_bytes);  // up to --max-lock-size, not needed any more
   if (!lock.ok()) {
     std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
@@ -951,10 +952,13 @@ int run_install(const InstallOptions& in) {
   if (opts.verbosity > 0) {
     for (const auto& n : pyplan->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
   }
-  // The download plan: conda packages in lock order, then the wheels in lock order.
+  // The download plan: conda packages in lock order, then the wheels in lock order. The conda
+  // entries move: a lock's entries are its biggest structure (~800 bytes each), and only the
+  // python version is read from them later.
+  const std::string lock_python = python_version_of(*lock, opts.python_version);
   std::vector<PackageRef> plan;
-  for (const auto& p : lock->packages) {
-    if (p.kind == PackageKind::kConda) plan.push_back(p);
+  for (auto& p : lock->packages) {
+    if (p.kind == PackageKind::kConda) plan.push_back(std::move(p));
   }
   const size_t n_conda = plan.size();
   for (auto& w : pyplan->wheels) plan.push_back(std::move(w));
@@ -1037,7 +1041,7 @@ int run_install(const InstallOptions& in) {
   lo.prefix = opts.prefix;
   lo.cache_root = opts.cache_dir;
   lo.mode = opts.link_mode;
-  lo.python_version = python_version_of(*lock, opts.python_version);
+  lo.python_version = lock_python;
   if (lo.python_version.empty() && pyplan->target) lo.python_version = pyplan->target->version;
   lo.command_line = opts.command_line;
   lo.keep_incomplete_marker = plan.size() > n_conda;  // wheels still to come

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <istream>
+#include <streambuf>
 #include <string_view>
 #include <unordered_map>
 
@@ -400,6 +402,15 @@ std::optional<LockFormat> classify_toml(const toml::table& t) {
   return std::nullopt;
 }
 
+// An istream over text it does not own.
+class ViewStreamBuf : public std::streambuf {
+ public:
+  explicit ViewStreamBuf(std::string_view s) {
+    char* p = const_cast<char*>(s.data());  // never written: get area only
+    setg(p, p, p + s.size());
+  }
+};
+
 constexpr const char* kDepthHint = "no lock format nests that deeply: the file is malformed";
 
 // Where the parsed document of a format lives between detection and parsing.
@@ -445,7 +456,10 @@ Result<LockFormat> detect(std::string_view content, const std::string& path, Par
   }
   YAML::Node doc;
   try {
-    doc = YAML::Load(std::string(content));
+    // Read in place: YAML::Load(std::string) would copy the text twice (string, stringstream).
+    ViewStreamBuf buf(content);
+    std::istream in(&buf);
+    doc = YAML::Load(in);
   } catch (const YAML::Exception& e) {
     if (!looks_like_yaml_lock(content)) return input_error(path, 0, kUnknownFormat);
     return input_error(path, e.mark.is_null() ? 0 : e.mark.line + 1, "YAML syntax error: " + e.msg);
@@ -490,7 +504,7 @@ Result<LockFile> parse_format(std::string_view text, const std::string& path,
     MAT_ASSIGN_OR_RETURN(LockFormat format, detect(text, path, &doc));
     switch (format) {
       case LockFormat::kExplicit:
-        return parse_explicit(std::string(text), path, lock_dir, sel);
+        return parse_explicit(text, path, lock_dir, sel);
       case LockFormat::kCondaLockV1:
         return parse_conda_lock(doc.yaml, path, sel);
       case LockFormat::kPixi:
@@ -503,7 +517,7 @@ Result<LockFile> parse_format(std::string_view text, const std::string& path,
       case LockFormat::kPoetry:
         return parse_poetry_lock(doc.toml, path, lock_dir);
       case LockFormat::kRequirements:
-        return parse_requirements(std::string(text), path, lock_dir, sel.local_files);
+        return parse_requirements(text, path, lock_dir, sel.local_files);
     }
     return Internal(path + ": unhandled lock format");
   } catch (const YAML::Exception& e) {

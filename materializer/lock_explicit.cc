@@ -82,7 +82,7 @@ Status parse_entry(std::string_view line, int line_no, const std::string& path,
 
 }  // namespace
 
-Result<LockFile> parse_explicit(const std::string& content, const std::string& path,
+Result<LockFile> parse_explicit(std::string_view content, const std::string& path,
                                 const std::string& lock_dir, const LockSelection& sel) {
   LockFile lock;
   lock.format = LockFormat::kExplicit;

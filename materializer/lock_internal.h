@@ -70,7 +70,7 @@ Status check_duplicates(LockFile& lock);
 
 // Per-format parsers. `lock_dir` is the absolute directory of the lock file. They may throw
 // YAML::Exception; parse_lock converts it at its boundary.
-Result<LockFile> parse_explicit(const std::string& content, const std::string& path,
+Result<LockFile> parse_explicit(std::string_view content, const std::string& path,
                                 const std::string& lock_dir, const LockSelection& sel);
 Result<LockFile> parse_conda_lock(const YAML::Node& root, const std::string& path,
                                   const LockSelection& sel);
@@ -79,7 +79,7 @@ Result<LockFile> parse_pixi(const YAML::Node& root, const std::string& path,
 
 // requirements.txt (lock_requirements.cc). `-r` includes are read from disk, relative to the
 // including file, and only where `local_files` allows (null: anywhere). Never throws.
-Result<LockFile> parse_requirements(const std::string& content, const std::string& path,
+Result<LockFile> parse_requirements(std::string_view content, const std::string& path,
                                     const std::string& lock_dir,
                                     const LocalFiles* local_files = nullptr);
 // Whether every non-comment line is a pip option or starts like a requirement, and there is at

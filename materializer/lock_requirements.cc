@@ -572,7 +572,7 @@ bool looks_like_requirements(std::string_view content) {
   return known > 0;
 }
 
-Result<LockFile> parse_requirements(const std::string& content, const std::string& path,
+Result<LockFile> parse_requirements(std::string_view content, const std::string& path,
                                     const std::string& lock_dir, const LocalFiles* local_files) {
   Reader r;
   r.local_files = local_files;
