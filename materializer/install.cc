@@ -621,8 +621,8 @@ class Pipeline {
 // file by its size, anything else (a pipe) as it is read.
 Result<std::string> read_lock_bytes(const std::string& path, int64_t max_bytes) {
   auto too_big = [&](const std::string& size) {
-    return InvalidInput(path + ": lock file of " + size + " is larger than the limit of " +
-                        std::to_string(max_bytes) +
+    return InvalidInput(path + ": lock file" + (size.empty() ? "" : " of " + size) +
+                        " is larger than the limit of " + std::to_string(max_bytes) +
                         " bytes; if it is genuine, raise the limit with --max-lock-size");
   };
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -639,7 +639,7 @@ Result<std::string> read_lock_bytes(const std::string& path, int64_t max_bytes) 
     if (n < 0) return ErrnoStatus("cannot read lock file: " + path, errno);
     if (n == 0) return out;
     out.append(buf, static_cast<size_t>(n));
-    if (static_cast<int64_t>(out.size()) > max_bytes) return too_big("more than that");
+    if (static_cast<int64_t>(out.size()) > max_bytes) return too_big("");
   }
 }
 

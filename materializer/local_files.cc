@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -105,6 +106,22 @@ Result<std::string> LocalFiles::check_url(std::string_view url) const {
     return InvalidInput(shown + ": not a local file URL (file:///path; no host)");
   }
   MAT_ASSIGN_OR_RETURN(std::string resolved, resolve_and_check(path, shown));
+  // libcurl removes "." and ".." segments lexically, then decodes, then the kernel resolves
+  // symlinks as realpath did. A URL without dot segments (literal or encoded) and without
+  // encoded slashes is therefore opened as the resolved path and is kept as written, so
+  // reports and records show what the lock says; any other is replaced by the URL of the
+  // resolved path.
+  std::string lower(url.substr(0, url.find_first_of("?#")));
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  bool plain = lower.find("%2e") == std::string::npos && lower.find("%2f") == std::string::npos;
+  for (size_t i = 0; plain && i < lower.size();) {
+    size_t j = lower.find('/', i);
+    if (j == std::string::npos) j = lower.size();
+    std::string_view seg(lower.data() + i, j - i);
+    plain = seg != "." && seg != "..";
+    i = j + 1;
+  }
+  if (plain) return std::string(url);
   return path_to_file_url(resolved);
 }
 

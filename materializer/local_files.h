@@ -8,9 +8,10 @@
 // anything else (a pipe such as /dev/stdin) has no folder of its own. Folders and targets are
 // both resolved with realpath, so neither symlinks nor ".." can lead outside; a target that
 // does not exist (yet) is resolved up to its deepest existing folder, and refused if the rest
-// climbs with "..". check_url() returns the URL of the resolved path, and callers read that
-// one, so what is read is exactly what was checked (up to a rename racing the read, which
-// needs write access to an allowed folder).
+// climbs with "..". check_url() returns the URL to read: the one given when libcurl would open
+// the resolved path through it anyway, else the URL of the resolved path, so what is read is
+// exactly what was checked (up to a rename racing the read, which needs write access to an
+// allowed folder).
 //
 // Thread safety: immutable after make(); check_* may be called from any thread.
 #pragma once
@@ -31,8 +32,8 @@ class LocalFiles {
   // Every local file allowed: for unit tests and library callers that read trusted locks.
   static LocalFiles anywhere();
 
-  // `url` must be a file:// URL. Returns the file:// URL of its resolved path when that lies in
-  // an allowed folder; else kInvalidInput "<url, credentials removed>: <why>; pass
+  // `url` must be a file:// URL. Returns the file:// URL to read (see above) when its resolved
+  // path lies in an allowed folder; else kInvalidInput "<url, credentials removed>: <why>; pass
   // --allow-file-urls DIR ...". Reads nothing but directory entries (realpath).
   Result<std::string> check_url(std::string_view url) const;
   // The same for an absolute local path; returns the resolved path.

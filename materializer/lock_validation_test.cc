@@ -255,8 +255,20 @@ TEST_F(LocalFilesTest, AllowedFoldersAddToTheLockFolder) {
   ASSERT_TRUE(files.ok());
   auto ok = files->check_url("file://" + root_ + "/lock/link/secret");
   ASSERT_TRUE(ok.ok()) << ok.status().to_string();
-  EXPECT_EQ(*ok, "file://" + root_ + "/other/secret");  // what is read is what was checked
+  EXPECT_EQ(*ok, "file://" + root_ + "/lock/link/secret");  // no dot segment: kept as written
   EXPECT_FALSE(LocalFiles::make(root_ + "/lock/l.txt", {root_ + "/nope"}).ok());
+}
+
+TEST_F(LocalFilesTest, DotSegmentsThroughASymlinkAreReadAsChecked) {
+  // libcurl would drop "deep/../../.." lexically and read /tmp/x; the kernel resolves it through
+  // the symlink to lock/x, which is what the check saw: the URL read must be that one.
+  ASSERT_TRUE(make_dirs(root_ + "/lock/a/b/c").ok());
+  ASSERT_EQ(symlink("a/b/c", (root_ + "/lock/deep").c_str()), 0);
+  auto files = LocalFiles::make(root_ + "/lock/l.txt", {});
+  ASSERT_TRUE(files.ok());
+  auto ok = files->check_url("file://" + root_ + "/lock/deep/../../../x");
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(*ok, "file://" + root_ + "/lock/x");
 }
 
 TEST_F(LocalFilesTest, ALockThatIsNotARegularFileHasNoFolder) {

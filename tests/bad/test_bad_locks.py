@@ -113,6 +113,20 @@ class BadLocksTest(harness.MaterializerTestCase):
         self.assertIn(f"lock file of {size} bytes is larger than the limit of 1024 bytes",
                       cp.stderr)
         self.assertIn("--max-lock-size", cp.stderr)
+        # From a pipe, the size is unknown up front: reading stops at the limit.
+        fifo = self.path("lock.fifo")
+        os.mkfifo(fifo)
+        import threading
+        def feed():
+            try:
+                write(fifo, "#" * (1 << 20))
+            except BrokenPipeError:
+                pass  # the reader stopped at the limit, as it should
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        cp = self.install(fifo, self.path("env"), self.path("cache"), "--max-lock-size", "1KiB")
+        self.assertRefusedBeforeAnything(cp)
+        self.assertIn("lock.fifo: lock file is larger than the limit of 1024 bytes", cp.stderr)
         cp = self.install(lock, self.path("env"), self.path("cache"), "--max-lock-size",
                           str(size))
         self.assertExit(cp, 0)
