@@ -263,7 +263,9 @@ Status check_duplicates(LockFile& lock) {
   out.reserve(lock.packages.size());
   for (size_t i = 0; i < lock.packages.size(); ++i) {
     PackageRef& r = lock.packages[i];
-    if (r.kind == PackageKind::kPypi && !pypi_pinned) {
+    // Nameless entries (a dangling pixi pypi reference) are refused later by what needs the
+    // name; they are no one's duplicate.
+    if ((r.kind == PackageKind::kPypi && !pypi_pinned) || r.name.empty()) {
       out.push_back(std::move(r));
       index_of.push_back(i);
       continue;
