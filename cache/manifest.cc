@@ -4,10 +4,15 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "materializer/base/json.h"
+
 namespace mat::cache {
 namespace {
 
 using json = nlohmann::json;
+
+// A member takes ~90 bytes of manifest: 256 MiB is ~3 million members, beyond any package.
+constexpr int64_t kMaxManifestBytes = int64_t{256} << 20;
 
 Status bad(const std::string& what, const std::string& why) {
   return Corrupt(what + ": " + why + "; run `cache clean` or remove the entry to re-extract");
@@ -90,8 +95,11 @@ std::string manifest_head(const Key& key) {
 }
 
 Result<Manifest> parse_manifest(std::string_view text, const std::string& what) {
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) return bad(what, "not valid JSON");
+  Result<json> parsed = parse_json(text, what, DocLimits{kMaxManifestBytes}, Code::kCorrupt,
+                                   "run `cache clean` or remove the entry to re-extract");
+  if (!parsed.ok()) return parsed.status();
+  const json& doc = *parsed;
+  if (!doc.is_object()) return bad(what, "not valid JSON");
   auto version = doc.find("version");
   if (version == doc.end() || !(*version == 1 || *version == kManifestVersion)) {
     return bad(what, "unsupported manifest version");

@@ -10,6 +10,7 @@
 // it to the committer, so no slot is ever written by two threads at once.
 #include "materializer/install.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <tbb/concurrent_priority_queue.h>
 #include <tbb/global_control.h>
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -34,7 +36,10 @@
 #include "cache/store.h"
 #include "fetch/fetcher.h"
 #include "materializer/base/fs.h"
+#include "materializer/base/json.h"
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
+#include "materializer/local_files.h"
 #include "materializer/progress.h"
 #include "materializer/pypi_plan.h"
 #include "materializer/stamp.h"
@@ -648,6 +653,137 @@ class Pipeline {
   Committer committer_;   // last: joined (its queue drained) before the state it writes goes
 };
 
+// The lock's bytes, refused (kInvalidInput) beyond `max_bytes` before more is read: a regular
+// file by its size, anything else (a pipe) as it is read.
+Result<std::string> read_lock_bytes(const std::string& path, int64_t max_bytes) {
+  auto too_big = [&](const std::string& size) {
+    return InvalidInput(path + ": lock file" + (size.empty() ? "" : " of " + size) +
+                        " is larger than the limit of " + std::to_string(max_bytes) +
+                        " bytes; if it is genuine, raise the limit with --max-lock-size");
+  };
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus("cannot read lock file: " + path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > max_bytes) {
+    return too_big(std::to_string(st.st_size) + " bytes");
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("cannot read lock file: " + path, errno);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+    if (static_cast<int64_t>(out.size()) > max_bytes) return too_big("");
+  }
+}
+
+// One URL or local path a run could read, checked against the policy and replaced by the URL
+// of the path it resolves to (local_files.h). Other schemes are left to fetch/, which accepts
+// only http, https and file.
+Status check_local_source(std::string& url, const LocalFiles& files, const std::string& where) {
+  if (url.empty()) return Status::Ok();
+  if (url_scheme_is_file(url)) {
+    if (!is_file_url(url)) {
+      return InvalidInput(where + ": " + printable(redact_url(url)) +
+                          ": write local files as file:///absolute/path");
+    }
+    Result<std::string> ok = files.check_url(url);
+    if (!ok.ok()) return ok.status().with_context(where);
+    url = *ok;
+  } else if (url[0] == '/') {
+    Result<std::string> ok = files.check_path(url);
+    if (!ok.ok()) return ok.status().with_context(where);
+    url = *ok;
+  }
+  return Status::Ok();
+}
+
+Status check_local_sources(LockFile& lock, InstallOptions& opts, const LocalFiles& files) {
+  for (PackageRef& r : lock.packages) {
+    // Git, directory and editable sources are refused or skipped by the driver before anything
+    // is read; their paths (a uv workspace member) are not files to fetch.
+    if (!r.source_kind.empty() && r.source_kind != "archive") continue;
+    std::string where = lock.path + (r.line > 0 ? ":" + std::to_string(r.line) : "") +
+                        ": package '" + printable(r.name, 80) + "'";
+    MAT_RETURN_IF_ERROR(check_local_source(r.url, files, where));
+    for (auto* list : {&r.wheels, &r.sdists}) {
+      for (WheelCandidate& c : *list) MAT_RETURN_IF_ERROR(check_local_source(c.url, files, where));
+    }
+  }
+  struct Setting {
+    std::vector<std::string>* urls;
+    std::string where;
+  };
+  const Setting settings[] = {
+      {&lock.index.index_urls, lock.path + ": --index-url"},
+      {&lock.index.find_links, lock.path + ": --find-links"},
+      {&opts.index.index_urls, "--index-url"},
+      {&opts.extra_index_urls, "--extra-index-url"},
+      {&opts.index.find_links, "--find-links"},
+  };
+  for (const Setting& s : settings) {
+    for (std::string& u : *s.urls) MAT_RETURN_IF_ERROR(check_local_source(u, files, s.where));
+  }
+  return Status::Ok();
+}
+
+std::string join_names(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ", ") + (s.empty() ? "none" : s);
+  return out;
+}
+
+// A run that would install nothing is an error, never "environment ready": an empty lock, a
+// selection that kept 0 of N entries (the wrong --platform or --environment), or selected
+// entries that were all skipped (markers, the project itself). Also refuses two wheels of one
+// PyPI name that the markers left both in (lock formats with markers are checked here, once
+// they are evaluated; see parse_lock for the others).
+Status check_selection(const LockFile& lock, const std::vector<PackageRef>& plan, size_t n_conda,
+                       const LockSelection& sel, size_t skipped) {
+  std::map<std::string, const PackageRef*> wheels;
+  for (size_t i = n_conda; i < plan.size(); ++i) {
+    const PackageRef& w = plan[i];
+    auto [it, fresh] = wheels.try_emplace(pypi::normalize_name(w.name), &w);
+    if (fresh || it->second->url == w.url) continue;
+    auto where = [](const PackageRef& r) {
+      return (r.line > 0 ? "line " + std::to_string(r.line) : std::string("an entry")) + " (" +
+             printable(r.file_name, 120) + ")";
+    };
+    return InvalidInput(lock.path + ": package '" + printable(w.name, 80) +
+                        "' is selected twice for this target: " + where(*it->second) + " and " +
+                        where(w) +
+                        "; their markers overlap, so which one to install is ambiguous: re-lock");
+  }
+  if (!plan.empty()) return Status::Ok();
+  const std::string n = std::to_string(lock.entries);
+  if (lock.entries == 0) {
+    return InvalidInput(lock.path +
+                        ": the lock lists no packages, so there is nothing to install; "
+                        "re-lock the environment with its packages");
+  }
+  if (lock.packages.empty()) {
+    std::string why = "0 of its " + n + " packages are for platform " + sel.platform;
+    if (lock.format == LockFormat::kPixi) why += " in environment '" + sel.environment + "'";
+    std::string hint;
+    for (const std::string& p : lock.entry_platforms) {
+      if (!p.empty() && p != sel.platform && p != "noarch") {
+        hint = "; pass --platform " + p;
+        break;
+      }
+    }
+    if (lock.format == LockFormat::kPixi && hint.empty()) hint = "; pass --environment NAME";
+    return InvalidInput(lock.path + ": " + why + " (platforms in the lock: " +
+                        join_names(lock.entry_platforms) + "); nothing to install" + hint);
+  }
+  return InvalidInput(lock.path + ": none of the " + std::to_string(lock.packages.size()) +
+                      " packages selected applies to this target (" + std::to_string(skipped) +
+                      " skipped by their markers or as the project itself; see the notes); "
+                      "nothing to install; pass --python or --python-version to choose another "
+                      "interpreter");
+}
+
 std::string python_version_of(const LockFile& lock, const std::string& override_version) {
   if (!override_version.empty()) return override_version;
   for (const auto& p : lock.packages) {
@@ -756,7 +892,7 @@ int finish(const InstallOptions& opts, const LockFile* lock, const std::vector<P
   if (!opts.report_path.empty()) {
     auto j = make_report(opts, lock, states, exit_code, seconds_since(t0), dl_wall, fx_wall,
                          link_wall, dl_bytes, link_mode);
-    Status st = write_file_atomic(opts.report_path, j.dump(2) + "\n");
+    Status st = write_file_atomic(opts.report_path, dump_json(j, 2) + "\n");
     if (!st.ok()) {
       std::fprintf(stderr, "warning: could not write report: %s\n", st.to_string().c_str());
     }
@@ -794,12 +930,18 @@ int run_install(const InstallOptions& in) {
 
   // Stage 0: the lock, and the no-op fast path: a prefix already materialized from the same
   // input is left alone after a few stats (no parsing, no cache, no per-file work).
-  auto lock_bytes = read_file(opts.lock_path);
+  auto lock_bytes = read_lock_bytes(opts.lock_path, opts.max_lock_bytes);
   if (!lock_bytes.ok()) {
-    std::fprintf(stderr, "error: cannot read lock file: %s\n",
-                 lock_bytes.status().message().c_str());
+    std::fprintf(stderr, "error: %s\n", lock_bytes.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
   }
+  auto local_files = LocalFiles::make(opts.lock_path, opts.allow_file_urls);
+  if (!local_files.ok()) {
+    std::fprintf(stderr, "error: %s\n", local_files.status().message().c_str());
+    return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+  opts.selection.max_bytes = opts.max_lock_bytes;
+  opts.selection.local_files = &*local_files;
   const std::string input_hash = install_input_hash(*lock_bytes, opts);
   if (installing && !opts.force && !opts.dry_run && stamp_matches(opts.prefix, input_hash)) {
     if (opts.verbosity > 0) {
@@ -811,9 +953,16 @@ int run_install(const InstallOptions& in) {
     return finish(opts, nullptr, no_states, 0, t0, 0, 0, 0, 0, "noop");
   }
   auto lock = parse_lock(*lock_bytes, opts.lock_path, opts.selection);
+  std::string().swap(*lock_bytes);  // up to --max-lock-size, not needed any more
   if (!lock.ok()) {
     std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+  // Every local file the run could read (file:// URLs, local paths, index and find-links
+  // folders), checked against --allow-file-urls before anything is read or requested.
+  if (Status local = check_local_sources(*lock, opts, *local_files); !local.ok()) {
+    std::fprintf(stderr, "error: %s\n", local.message().c_str());
+    return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
   }
   // The cache before anything is fetched (index pages included): one that another user could
   // change is refused with exit 2, each directory named with its fix (README "Permission
@@ -842,6 +991,7 @@ int run_install(const InstallOptions& in) {
   po.ca_bundle = opts.ca_bundle;
   po.offline = opts.offline;
   po.max_downloads = opts.max_downloads;
+  po.local_files = &*local_files;
   po.max_connections_per_host = opts.max_connections_per_host;
   po.stall_timeout_s = opts.stall_timeout_s;
   auto pyplan = plan_pypi(*lock, po);
@@ -853,13 +1003,21 @@ int run_install(const InstallOptions& in) {
   if (opts.verbosity > 0) {
     for (const auto& n : pyplan->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
   }
-  // The download plan: conda packages in lock order, then the wheels in lock order.
+  // The download plan: conda packages in lock order, then the wheels in lock order. The conda
+  // entries move: a lock's entries are its biggest structure (~800 bytes each), and only the
+  // python version is read from them later.
+  const std::string lock_python = python_version_of(*lock, opts.python_version);
   std::vector<PackageRef> plan;
-  for (const auto& p : lock->packages) {
-    if (p.kind == PackageKind::kConda) plan.push_back(p);
+  for (auto& p : lock->packages) {
+    if (p.kind == PackageKind::kConda) plan.push_back(std::move(p));
   }
   const size_t n_conda = plan.size();
   for (auto& w : pyplan->wheels) plan.push_back(std::move(w));
+  Status selected = check_selection(*lock, plan, n_conda, opts.selection, pyplan->notes.size());
+  if (!selected.ok()) {
+    std::fprintf(stderr, "error: %s\n", selected.message().c_str());
+    return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
   if (opts.dry_run) {
     print_plan(plan, store.ok() ? store->get() : nullptr,
                pyplan->target ? &*pyplan->target : nullptr);
@@ -933,7 +1091,7 @@ int run_install(const InstallOptions& in) {
   lo.prefix = opts.prefix;
   lo.cache_root = opts.cache_dir;
   lo.mode = opts.link_mode;
-  lo.python_version = python_version_of(*lock, opts.python_version);
+  lo.python_version = lock_python;
   if (lo.python_version.empty() && pyplan->target) lo.python_version = pyplan->target->version;
   lo.command_line = opts.command_line;
   lo.keep_incomplete_marker = plan.size() > n_conda;  // wheels still to come
@@ -1085,7 +1243,7 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
                           {"tree_files", s->tree_files},
                           {"tree_bytes", s->tree_bytes},
                           {"tmp_entries", s->tmp_entries}};
-      std::printf("%s\n", j.dump(2).c_str());
+      std::printf("%s\n", dump_json(j, 2).c_str());
     } else {
       std::printf(
           "cache:     %s\narchives:  %lld (%s)\ntrees:     %lld (%lld files, %s)\ntmp:       "

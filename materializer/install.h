@@ -39,6 +39,10 @@ struct InstallOptions {
   int verbosity = 1;         // 0 quiet, 1 normal, 2 verbose
   bool dry_run = false;      // print the plan (after index resolution) and stop
   std::string command_line;  // for conda-meta/history and the report
+  // --allow-file-urls: folders whose files file:// URLs (and local paths, requirements
+  // includes) may name, besides the lock's own folder (local_files.h).
+  std::vector<std::string> allow_file_urls;
+  int64_t max_lock_bytes = kDefaultMaxLockBytes;  // --max-lock-size
 };
 
 int run_install(const InstallOptions& opts);

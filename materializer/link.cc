@@ -31,6 +31,7 @@
 
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
+#include "materializer/base/json.h"
 #include "materializer/link_internal.h"
 
 namespace mat {
@@ -316,10 +317,18 @@ std::vector<std::string> remove_stale_records(const std::string& meta_dir,
     if (fn == keep) continue;
     std::string path = path_join(meta_dir, fn);
     Result<std::string> data = read_file(path);
-    nlohmann::json j = data.ok() ? nlohmann::json::parse(*data, nullptr, false) : nlohmann::json();
+    // Records already in the prefix are input too: bounded, and read without ever throwing (a
+    // non-string field once escaped as a JSON exception and lost the run's report).
+    Result<nlohmann::json> parsed =
+        data.ok() ? parse_json(*data, path, DocLimits{int64_t{64} << 20}, Code::kCorrupt)
+                  : Result<nlohmann::json>(data.status());
     if (unlink(path.c_str()) != 0) continue;
-    if (!j.is_object()) continue;
-    auto str = [&](const char* k) { return j.value(k, std::string()); };
+    if (!parsed.ok() || !parsed->is_object()) continue;
+    const nlohmann::json& j = *parsed;
+    auto str = [&](const char* k) {
+      auto it = j.find(k);
+      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
     removed.push_back(
         history_dist(str("channel"), str("subdir"), str("name"), str("version"), str("build")));
   }
@@ -346,7 +355,7 @@ RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOpti
     guarded(s, [&] {
       std::string fn = record_file_name(s.plan);
       RecordInput in{&inputs[i], &s.plan, &s.sha256_in_prefix, s.md5, s.sha256, s.size, mode};
-      std::string text = build_prefix_record(in).dump(2, ' ', true) + "\n";
+      std::string text = dump_json(build_prefix_record(in), 2, /*ensure_ascii=*/true) + "\n";
       Status st = write_file_atomic(path_join(meta_dir, fn), text, 0644, fs);
       if (!st.ok()) return fail(s, st);
       file_names[i] = std::move(fn);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "materializer/base/fs.h"
+#include "materializer/base/json.h"
 #include "materializer/link_internal.h"
 
 namespace mat::link_internal {
@@ -56,16 +57,23 @@ bool is_safe_relative(const std::string& p) {
   return true;
 }
 
+// info/index.json and info/link.json are a few hundred bytes in every real package; 8 MiB is
+// far beyond any of them and bounds nlohmann's tree (~10x the text) per worker.
+constexpr int64_t kMaxSmallMetadataBytes = int64_t{8} << 20;
+// info/paths.json holds a record per file (~150 bytes each): 256 MiB is ~1.7 million files.
+constexpr int64_t kMaxPathsJsonBytes = int64_t{256} << 20;
+constexpr const char* kBadPackageHint =
+    "the package is malformed: nothing from it was installed; report it to the channel";
+
 Result<json> read_json(const std::string& path, bool required) {
   Result<std::string> data = read_file(path);
   if (!data.ok()) {
     if (!required && data.status().code() == Code::kNotFound) return json();
     return data.status();
   }
-  json j = json::parse(*data, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Corrupt(path + ": not a JSON object; the cache entry is damaged, retry with --refresh");
-  }
+  MAT_ASSIGN_OR_RETURN(json j, parse_json(*data, path, DocLimits{kMaxSmallMetadataBytes},
+                                          Code::kCorrupt, kBadPackageHint));
+  if (!j.is_object()) return Corrupt(path + ": not a JSON object; " + kBadPackageHint);
   return j;
 }
 
@@ -73,7 +81,7 @@ std::string json_string(const json& obj, const char* key) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return "";
   if (it->is_string()) return it->get<std::string>();
-  return it->dump();
+  return dump_json(*it);
 }
 
 Result<PathType> parse_path_type(const std::string& s) {
@@ -101,8 +109,11 @@ std::string field_string(simdjson::dom::object obj, const char* key) {
 
 // Parses info/paths.json. NotFound if the file is absent (a legacy package).
 Result<std::vector<PathEntry>> read_paths_json(const std::string& path) {
-  // One parser per thread: it keeps its buffers between the packages a thread plans.
-  thread_local simdjson::dom::parser parser;
+  // One parser per thread: it keeps its buffers between the packages a thread plans. Its
+  // depth and size limits are ours (doc_limits.h), set once per thread.
+  thread_local simdjson::dom::parser parser(kMaxPathsJsonBytes);
+  thread_local bool limited = parser.allocate(4096, kMaxDocDepth) == simdjson::SUCCESS;
+  if (!limited) return Internal("simdjson: cannot allocate a parser");
   simdjson::padded_string text;
   if (auto err = simdjson::padded_string::load(path).get(text); err != simdjson::SUCCESS) {
     struct stat st;
@@ -115,6 +126,15 @@ Result<std::vector<PathEntry>> read_paths_json(const std::string& path) {
   };
   simdjson::dom::element root;
   if (auto err = parser.parse(text).get(root); err != simdjson::SUCCESS) {
+    if (err == simdjson::DEPTH_ERROR) {
+      return Corrupt(path + ": JSON nested deeper than " + std::to_string(kMaxDocDepth) +
+                     " levels (the limit); " + kBadPackageHint);
+    }
+    if (err == simdjson::CAPACITY) {
+      return Corrupt(path + ": JSON document of " + std::to_string(text.size()) +
+                     " bytes is larger than the limit of " +
+                     std::to_string(kMaxPathsJsonBytes >> 20) + " MiB; " + kBadPackageHint);
+    }
     return malformed(simdjson::error_message(err));
   }
   simdjson::dom::object top;
@@ -227,7 +247,7 @@ Status add_entry_points(const json& link_json, const PlanContext& ctx, PackagePl
   for (const json& ep : *eps) {
     std::string cmd, module, func;
     if (!ep.is_string() || !parse_entry_point(ep.get<std::string>(), &cmd, &module, &func)) {
-      return Corrupt("info/link.json: malformed entry point " + ep.dump());
+      return Corrupt("info/link.json: malformed entry point " + dump_json(ep));
     }
     PathEntry e;
     e.type = PathType::kEntryPoint;

@@ -85,6 +85,13 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
   cmd->add_option("--group", o.groups,
                   "pylock.toml / uv.lock dependency group to select (repeatable; default: "
                   "pylock's default-groups, uv's \"dev\")");
+  cmd->add_option("--allow-file-urls", o.allow_file_urls,
+                  "folder whose files file:// URLs and local paths may name (repeatable; "
+                  "default: only the lock's own folder)");
+  cmd->add_option("--max-lock-size", o.max_lock_bytes,
+                  "refuse lock files larger than this (bytes, or with a unit: 64MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("16MiB");
   cmd->add_flag("--dry-run", o.dry_run,
                 "print what would be installed (wheels chosen, cache hits) and stop");
   cmd->add_flag("-q,--quiet", quiet, "no progress output");

@@ -95,6 +95,14 @@ std::string url_file_name(std::string_view url) {
 
 bool is_file_url(std::string_view url) { return url.substr(0, 7) == "file://"; }
 
+bool url_scheme_is_file(std::string_view url) {
+  if (url.size() < 5 || url[4] != ':') return false;
+  for (size_t i = 0; i < 4; ++i) {
+    if (std::tolower(static_cast<unsigned char>(url[i])) != "file"[i]) return false;
+  }
+  return true;
+}
+
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -22,6 +22,9 @@ std::string url_strip_fragment(std::string_view url);
 
 // True for "file://..." URLs.
 bool is_file_url(std::string_view url);
+// True for any URL whose scheme is "file", in any case and form ("FILE:///x", "file:/x"):
+// libcurl reads them all. Only the "file://" form is accepted for reading (is_file_url).
+bool url_scheme_is_file(std::string_view url);
 
 // Converts "file:///a/b%20c" to "/a/b c"; returns "" if not a local file URL.
 std::string file_url_to_path(std::string_view url);

@@ -592,7 +592,8 @@ class CorpusInstallTest(harness.TempDirTestCase):
     def test_file_urls(self):
         lock = self.write_lock("file://" + os.path.join(CORPUS, "conda"))
         prefix, cache = self.path("env"), self.path("cache")
-        cp = self.install(lock, prefix, cache)
+        # The corpus lives outside the test's lock folder: allowed explicitly.
+        cp = self.install(lock, prefix, cache, "--allow-file-urls", os.path.join(CORPUS, "conda"))
         self.assertInstalled(prefix)
         for rel, spec in self.expected.items():   # README: clobbers resolved "with a warning"
             if spec.get("losers"):
@@ -638,7 +639,8 @@ class CorpusInstallTest(harness.TempDirTestCase):
         if not 128 < plen <= 255:
             self.skipTest(f"temp dir gives a {plen}-byte prefix")
         lock = self.write_lock("file://" + os.path.join(CORPUS, "conda"))
-        self.install(lock, prefix, self.path("cache"))
+        self.install(lock, prefix, self.path("cache"), "--allow-file-urls",
+                     os.path.join(CORPUS, "conda"))
         self.assertInstalled(prefix)
 
 
