@@ -161,6 +161,15 @@ Status undecodable_name(const std::string& where, const char* what) {
 // The process umask, read without changing it: umask(2) can only swap it, and a swap, however
 // brief, would race with other threads creating files. The "Umask:" line of /proc/self/status
 // (Linux 4.7+); nullopt when that is unavailable.
+// Whether files created in the directory `dir_fd` get gid 0 (the process's effective gid, or
+// the directory's own when it is set-group-ID): then group write is root-group write.
+bool keeps_group_write(int dir_fd) {
+  struct stat st;
+  if (::fstat(dir_fd, &st) != 0) return false;
+  gid_t gid = (st.st_mode & S_ISGID) ? st.st_gid : ::getegid();
+  return gid == 0;
+}
+
 std::optional<mode_t> read_umask() {
   std::FILE* f = std::fopen("/proc/self/status", "re");
   if (!f) return std::nullopt;
@@ -181,7 +190,12 @@ class Extractor {
  public:
   // `wheel` turns on the PEP 427 rules listed in extract.h.
   Extractor(int root_fd, Fs& fs, ExtractScratch& scratch, bool wheel = false)
-      : root_fd_(root_fd), fs_(fs), scratch_(scratch), wheel_(wheel), umask_(read_umask()) {}
+      : root_fd_(root_fd),
+        fs_(fs),
+        scratch_(scratch),
+        wheel_(wheel),
+        umask_(read_umask()),
+        file_mode_mask_(keeps_group_write(root_fd) ? 0775 : 0755) {}
 
   // Extracts every member of the tar `a`; `where` names the archive (and inner tar) in messages.
   Status extract_all(archive* a, const std::string& where);
@@ -245,6 +259,10 @@ class Extractor {
   // Files are created with their final mode; only where the umask would take bits away (or
   // it is unknown) does an fchmod follow: one syscall per file saved (35k per bench install).
   std::optional<mode_t> umask_;
+  // Permission bits a package's file may keep: never other-write, group write only when the
+  // files' group is root's (gid 0; cache/trust.h): a 0666 member would otherwise be a cache
+  // file, hard-linked into every prefix, that other users can rewrite.
+  mode_t file_mode_mask_;
   bool shared_tree_ = false;
   std::vector<bool> take_;  // empty = every member
   Manifest m_;
@@ -409,11 +427,10 @@ Status Extractor::add_file(archive_entry* e, const NextBlock& next, const std::s
   MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
   MAT_RETURN_IF_ERROR(replace_non_dir(dir_fd, path, where));
   std::string base(split_parent(path).second);
-  // Never group/other-writable, whatever the package says (a 0666 member would be a cache
-  // file, hard-linked into every prefix, that any user can rewrite): the permission model's
-  // promise (cache/trust.h) that lets find_tree() trust a tree without a stat per file.
-  // Directories are made 0755, which the umask can only narrow.
-  uint32_t mode = (archive_entry_perm(e) & 0755) | 0400;
+  // Never writable by other users, whatever the package says: the permission model's promise
+  // (cache/trust.h) that lets find_tree() trust a tree without a stat per file. Directories are
+  // made 0755, which the umask can only narrow.
+  uint32_t mode = (archive_entry_perm(e) & file_mode_mask_) | 0400;
   // Wheels: pip's modes (0644, or 0755 when the zip marks the member executable), so files
   // hard-linked from this tree look exactly as `pip install` leaves them.
   if (wheel_) mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;

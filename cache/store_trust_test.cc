@@ -29,6 +29,12 @@ constexpr uid_t kOtherUid = 12345;
 
 bool root() { return ::geteuid() == 0; }
 
+// Group write is accepted on gid-0 objects (root's own group: cache/trust.h). Tests of group
+// write give the object another group first; as a non-root user it has one already.
+void foreign_group(const std::string& path) {
+  if (root()) ASSERT_EQ(::lchown(path.c_str(), static_cast<uid_t>(-1), 12345), 0) << path;
+}
+
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
@@ -131,6 +137,7 @@ TEST_F(StoreTrustTest, OpenRefusesACacheDirectoryWritableByGroupOrOthers) {
     const std::string dir = root_ + rel;
     for (const auto& [mode, why] : modes) {
       SCOPED_TRACE(dir + " " + why);
+      foreign_group(dir);
       ASSERT_EQ(::chmod(dir.c_str(), mode), 0);
       expect_refused(root_, dir, why, "`chmod go-w " + dir + "`");
       ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
@@ -395,12 +402,31 @@ TEST_F(StoreTrustTest, TempFilesAreNeverCreatedThroughASymlink) {
   EXPECT_FALSE(path_exists(victim));
 }
 
+TEST_F(StoreTrustTest, GroupWriteOfRootsGroupIsTrusted) {
+  if (!root()) GTEST_SKIP() << "needs root: only root's files are gid 0";
+  auto [key, archive] = add_entry(conda(), ArchiveFormat::kConda);
+  for (const std::string& dir : {root_, root_ + "/v1/trees", tree_dir(key)}) {
+    ASSERT_EQ(::chmod(dir.c_str(), 0775), 0);
+  }
+  ASSERT_EQ(::chmod(archive.c_str(), 0664), 0);
+  ASSERT_EQ(::chmod((tree_dir(key) + "/pkg/lib/l.so.1").c_str(), 0664), 0);
+  auto store = reopen(root_);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  EXPECT_TRUE((*store)->find_tree(key).has_value());
+  auto v = (*store)->verify();
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  EXPECT_TRUE(v->empty()) << ::testing::PrintToString(v->size());
+}
+
 // ---- cache verify --------------------------------------------------------------------------
 
 TEST_F(StoreTrustTest, VerifyReportsEveryMemberAndEntryOthersCouldChange) {
   auto [key, archive] = add_entry(conda(), ArchiveFormat::kConda);
   const std::string pkg = tree_dir(key) + "/pkg";
   // Changes only the owner (or root) can make, which the warm path does not stat for.
+  for (const std::string& p : {pkg + "/lib/l.so.1", pkg + "/share/empty", archive}) {
+    foreign_group(p);
+  }
   ASSERT_EQ(::chmod((pkg + "/lib/l.so.1").c_str(), 0666), 0);
   ASSERT_EQ(::chmod((pkg + "/share/empty").c_str(), 0777), 0);
   ASSERT_EQ(::chmod(archive.c_str(), 0664), 0);

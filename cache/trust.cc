@@ -39,9 +39,14 @@ std::string owner_reason(const struct stat& st, uid_t euid) {
          (euid == 0 ? std::string("root") : "you (" + who(euid) + ") or root");
 }
 
-std::string writable_reason(mode_t mode) {
+// Group write counts only when the group is not root's own (gid 0): a gid-0 object can be
+// written by root-group members alone, who are root in all but name. Files extracted as root
+// are gid 0 and keep a package's group write (cache/extract.cc), so a prefix made as root has
+// conda's modes (many conda-forge packages ship 0664/0775 members).
+std::string writable_reason(const struct stat& st) {
+  const mode_t mode = st.st_mode;
   const bool g = (mode & S_IWGRP) != 0, o = (mode & S_IWOTH) != 0;
-  if (!g && !o) return "";
+  if (!o && !(g && st.st_gid != 0)) return "";
   return std::string("writable by ") +
          (g && o ? "group and others"
           : g    ? "group"
@@ -141,14 +146,14 @@ std::vector<std::string> components(const std::string& path) {
 }  // namespace
 
 std::string distrust_reason(const struct stat& st, uid_t euid) {
-  return join_reasons(owner_reason(st, euid), writable_reason(st.st_mode));
+  return join_reasons(owner_reason(st, euid), writable_reason(st));
 }
 
 std::string distrust_ancestor_reason(const struct stat& st, uid_t euid) {
   // Sticky (like /tmp): others may create names in it but not rename or remove ours; what we
   // made below it is checked as a store directory in turn.
   const bool sticky = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) != 0;
-  return join_reasons(owner_reason(st, euid), sticky ? "" : writable_reason(st.st_mode));
+  return join_reasons(owner_reason(st, euid), sticky ? "" : writable_reason(st));
 }
 
 std::string trust_fix(const std::string& path, const struct stat& st, uid_t euid, bool ancestor) {
@@ -162,7 +167,7 @@ std::string trust_fix(const std::string& path, const struct stat& st, uid_t euid
     fix = "`chown -R " + std::to_string(euid) + " " + quoted +
           "` if you trust everything in it, else use another --cache-dir";
   }
-  if (!writable_reason(st.st_mode).empty()) {
+  if (!writable_reason(st).empty()) {
     std::string chmod = "`chmod go-w " + quoted + "`";
     fix = fix.empty() ? chmod : chmod + " and " + fix;
   }

@@ -12,12 +12,16 @@
 //   - every directory above the root, from "/": owned by euid or root, and not writable by
 //     group or others unless sticky (like /tmp), where others cannot rename or remove what they
 //     do not own (the component below it must pass the same owner check in turn).
+//   - "writable by group" everywhere means a group write bit on an object whose group is not
+//     gid 0: root's own group has only root-equivalent members, and files extracted as root
+//     keep a package's group write (conda's 0664/0775 modes in prefixes made as root).
 //   - each entry as it is looked up: trees/<key>, its pkg/ and manifest.json, an archive:
 //     owned by euid or root, not writable by group or others; the manifest names the entry.
 //
 // Inside an entry, the files are not stat()ed one by one on the warm path (a tree can have
 // 30k files; linking one costs ~18 µs): extraction creates every file and directory with no
-// group/other write bit, whatever the package says (see cache/extract.cc), in a temp dir of a
+// other write bit and no group write bit unless the group is root's (gid 0: see below),
+// whatever the package says (see cache/extract.cc), in a temp dir of a
 // trusted tmp/, before the rename that publishes it; a manifest of version 2 certifies that
 // (version 1 entries came from an extractor that kept a package's 0666). Nobody but euid and
 // root can then change anything below a trusted entry directory. `cache verify` checks every
