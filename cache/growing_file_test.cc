@@ -60,10 +60,16 @@ TEST(GrowingFileTest, ReaderGetsEveryByteAndTheEndOnlyOnceComplete) {
   std::string got;
   std::thread t([&] { got = read_all(**reader, &error); });
   write_slowly(path, data, *g);
-  // Every byte is written, but the download is not verified yet: the reader has read all but
-  // the last partial block (it waits for whole blocks while the file grows) and must wait.
+  // Every byte is written, but the download is not verified yet: the reader reads all but the
+  // last partial block (it waits for whole blocks while the file grows) and must wait. On a
+  // loaded machine the reader thread may need more than a moment to get there: poll (a fixed
+  // 50 ms sleep failed under a load average of 13 on 2 cores).
+  const int64_t almost = static_cast<int64_t>(data.size()) - (64 << 10);
+  for (int i = 0; i < 1000 && (*reader)->offset() <= almost; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_GT((*reader)->offset(), static_cast<int64_t>(data.size()) - (64 << 10));
+  EXPECT_GT((*reader)->offset(), almost);
   EXPECT_TRUE(error.ok());
   EXPECT_TRUE(got.empty());  // read_all has not returned
   g->complete();
