@@ -846,6 +846,13 @@ Status extract_wheel_with(const std::string& path, const std::string& shown, Ext
   return ex.extract_all(*z, zs, shown);
 }
 
+// Another reader of a wheel already opened (and checked) as `z`, for another group.
+Status extract_wheel_again(const ZipReader& z, const std::string& shown, Extractor& ex,
+                           ZipScratch& zs) {
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> again, z.reopen());
+  return ex.extract_all(*again, zs, shown);
+}
+
 // Big wheels: the members are split into groups of about equal size, each extracted into the
 // same tree by its own reader, Extractor and scratch, in parallel; the results are merged into
 // `ex`, which then checks RECORD over the whole tree as usual. The loop runs isolated: while
@@ -890,7 +897,7 @@ Status extract_wheel(const std::string& path, const std::string& shown, Extracto
     tbb::parallel_for(0, groups, [&](int g) {
       // Group 0 reads with the listing's reader; a ZipReader serves one thread at a time.
       results[g] = g == 0 ? parts[0]->extract_all(*z, scratches[0]->zip(), shown)
-                          : extract_wheel_with(path, shown, *parts[g], scratches[g]->zip());
+                          : extract_wheel_again(*z, shown, *parts[g], scratches[g]->zip());
     });
   });
   for (const Status& st : results) MAT_RETURN_IF_ERROR(st);
@@ -925,21 +932,30 @@ Status extract_inner(const std::function<Result<std::span<const char>>()>& membe
 // A .conda is a zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst; either tar may be
 // missing (info-only packages), both extract into the same tree. Other members are ignored. The
 // zip is read with ZipReader (central directory; libzip checks the stored members' CRC-32).
+// Members are taken in file order and chosen by name alone, exactly as extract_conda_streamed
+// reads them, so both give the same tree (two inner tars writing one path: the later one in
+// the file wins on both paths).
 Status extract_conda(const std::string& path, const std::string& shown, Extractor& ex,
                      ExtractScratch& scratch) {
   MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> outer, ZipReader::open_file(path, shown));
   int inner_tars = 0;
-  for (size_t i = 0; i < outer->members(); ++i) {
-    auto m = outer->member(i);
-    if (!m.ok()) return Corrupt(shown + ": " + m.status().message());
-    if (m->is_dir || !is_inner_tar(m->name)) continue;
-    const std::string where = shown + ": " + m->name;
-    auto member = outer->read(i, scratch.zip());
+  for (const ZipEntry& e : outer->layout().entries) {
+    if (!is_inner_tar(e.name)) continue;
+    const std::string where = shown + ": " + printable_zip_name(e.name);
+    auto member = outer->read(e.index, scratch.zip());
     if (!member.ok()) return Corrupt(where + " (outer zip): " + member.status().message());
+    int64_t read = 0;
     MAT_RETURN_IF_ERROR(extract_inner(
         [&]() -> Result<std::span<const char>> {
           Result<std::span<const char>> block = member->next();
           if (!block.ok()) return Corrupt(where + " (outer zip): " + block.status().message());
+          read += std::ssize(*block);
+          // A deflate stream that ends short of the declared size would skip the CRC-32 check.
+          if (block->empty() && read != e.size) {
+            return Corrupt(where + " (outer zip): sizes that lie: the zip entry declares " +
+                           std::to_string(e.size) + " bytes but " + std::to_string(read) +
+                           " were read");
+          }
           return block;
         },
         where, ex));
@@ -950,60 +966,30 @@ Status extract_conda(const std::string& path, const std::string& shown, Extracto
 }
 
 // A .conda read front to back as its bytes arrive (extract_conda_stream in extract.h). The outer
-// zip goes through libarchive's streaming zip reader (local headers, in order; it checks each
-// member's CRC-32 as its data is read to the end); the inner tars as in extract_conda.
+// zip is read by ZipStreamReader (local headers, in order, strictly: no byte between entries is
+// skipped; sizes and CRC-32 checked at each member's end); the inner tars as in extract_conda.
+// At the end the complete file's layout is checked as extract_conda checks it, and the members
+// read must be its entries exactly: same names, offsets, sizes, CRC-32. Comparing names, order
+// and local-header sizes was not enough: a member whose sizes only its data descriptor gives
+// can hold a whole hidden member (in a zstd skippable frame) that the central directory points
+// at, and libarchive's streaming reader skipped any bytes between members.
 Status extract_conda_streamed(const ByteSource& next, const std::string& path,
                               const std::string& shown, Extractor& ex) {
   int64_t streamed = 0;
-  auto counted = [&]() -> Result<std::span<const char>> {
+  ByteSource counted = [&]() -> Result<std::span<const char>> {
     MAT_ASSIGN_OR_RETURN(std::span<const char> block, next());
     streamed += static_cast<int64_t>(block.size());
     return block;
   };
-  ChunkSource src{counted, Status::Ok()};
-  ArchiveRead a(archive_read_new());
-  archive_read_support_format_zip_streamable(a.get());
-  auto failure = [&](const std::string& where) -> Status {
-    if (!src.error.ok()) return src.error;
-    return Corrupt(where + " (outer zip, read in order): " + archive_error(a.get()));
-  };
-  if (archive_read_open(a.get(), &src, nullptr, chunk_read, nullptr) != ARCHIVE_OK) {
-    return failure(shown);
-  }
-  struct Seen {
-    std::string name;
-    int64_t size;  // -1: not in the local header
-  };
-  std::vector<Seen> seen;
+  ZipStreamReader zip(counted, shown);
   int inner_tars = 0;
   for (;;) {
-    archive_entry* e = nullptr;
-    int r = archive_read_next_header(a.get(), &e);
-    if (r == ARCHIVE_EOF) break;  // the central directory's signature
-    if (r != ARCHIVE_OK) return failure(shown);
-    const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
-    if (raw == nullptr) return Corrupt(shown + ": an outer zip member has no readable name");
-    seen.push_back({raw, archive_entry_size_is_set(e) ? archive_entry_size(e) : -1});
-    const std::string where = shown + ": " + seen.back().name;
-    auto block = [&]() -> Result<std::span<const char>> {
-      const void* buf = nullptr;
-      size_t size = 0;
-      la_int64_t offset = 0;
-      int rb = archive_read_data_block(a.get(), &buf, &size, &offset);
-      if (rb == ARCHIVE_EOF) return std::span<const char>();
-      if (rb != ARCHIVE_OK) return failure(where);
-      return std::span<const char>(static_cast<const char*>(buf), size);
-    };
-    if (archive_entry_filetype(e) == AE_IFREG && is_inner_tar(seen.back().name)) {
-      MAT_RETURN_IF_ERROR(extract_inner(block, where, ex));
-      ++inner_tars;
-    }
-    // The member's rest (all of an ignored member) is read, not skipped: libarchive checks the
-    // CRC-32 only of data read to the end.
-    for (;;) {
-      MAT_ASSIGN_OR_RETURN(std::span<const char> rest, block());
-      if (rest.empty()) break;
-    }
+    MAT_ASSIGN_OR_RETURN(std::optional<ZipEntry> e, zip.next_entry());
+    if (!e) break;                         // the central directory
+    if (!is_inner_tar(e->name)) continue;  // next_entry() reads it (its CRC-32 is checked)
+    const std::string where = shown + ": " + printable_zip_name(e->name);
+    MAT_RETURN_IF_ERROR(extract_inner([&] { return zip.read(); }, where, ex));
+    ++inner_tars;
   }
   // The central directory. The source ends only once the download is whole and verified.
   for (;;) {
@@ -1016,18 +1002,10 @@ Status extract_conda_streamed(const ByteSource& next, const std::string& path,
     return Corrupt(shown + ": " + std::to_string(streamed) +
                    " bytes read in order, but the file has " + std::to_string(st.st_size));
   }
-  if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
-  // What conda, micromamba and extract_conda read is what the central directory lists: the
-  // members read in order must be exactly those, in that order, with those sizes.
+  // The layout check and libzip's listing, as extract_conda opens it.
   MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> outer, ZipReader::open_file(path, shown));
-  bool same = outer->members() == seen.size();
-  for (size_t i = 0; same && i < seen.size(); ++i) {
-    auto m = outer->member(i);
-    same = m.ok() && m->name == seen[i].name && (seen[i].size < 0 || m->size == seen[i].size);
-  }
-  if (!same) {
-    return Corrupt(shown + ": the members read in order differ from its central directory's");
-  }
+  MAT_RETURN_IF_ERROR(check_streamed_layout(zip, outer->layout(), shown));
+  if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
   return Status::Ok();
 }
 
