@@ -58,7 +58,8 @@ Result<int> DirCache::tree_dir(const std::string& tree, std::string_view dir) {
   if (tree != tree_ || !tree_root_.valid()) {
     have_tree_dir_ = false;
     tree_fd_.reset();
-    tree_root_.reset(open(tree.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    // O_NOFOLLOW: the tree itself is a directory the cache made, never a link to elsewhere.
+    tree_root_.reset(open(tree.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!tree_root_.valid()) {
       tree_.clear();
       return ErrnoStatus(tree + ": open extracted package", errno);

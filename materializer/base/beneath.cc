@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -277,7 +278,14 @@ Result<std::string> read_file_at(int dir_fd, std::string_view name, const std::s
 Status write_file_atomic_at(int dir_fd, std::string_view name, std::string_view data, mode_t mode,
                             Fs& fs, const std::string& shown) {
   if (!one_component(name)) return ErrnoStatus("create " + shown, EINVAL);
-  std::string tmp = std::string(name) + ".tmp-" + std::to_string(::getpid()) + "-" + random_token();
+  // The temp name must fit NAME_MAX too: a long `name` lends only its first 200 bytes (cut
+  // back to a UTF-8 boundary).
+  size_t keep = std::min<size_t>(name.size(), 200);
+  while (keep > 0 && keep < name.size() && (static_cast<unsigned char>(name[keep]) & 0xc0) == 0x80) {
+    --keep;
+  }
+  std::string tmp =
+      std::string(name.substr(0, keep)) + ".tmp-" + std::to_string(::getpid()) + "-" + random_token();
   UniqueFd fd;
   if (int err = create_file_at(dir_fd, tmp, mode, Existing::kFail, &fd)) {
     return ErrnoStatus("create " + shown + " (temp file)", err);

@@ -4,8 +4,8 @@
 // Why: a prefix is shared by hundreds of packages, and a symlink one package made can redirect
 // a later package's write ("a/b -> .." from one, "a/b/c -> ../.." from the next, then a file
 // "a/b/c/x"). Checking each package's paths on its own cannot see that, and neither can any
-// check made before the write. So every create, link, symlink, mkdir, rename and unlink below a
-// root goes through this file, in two steps:
+// check made before the write. So every create, link, symlink, mkdir, rename and unlink in the
+// prefix goes through this file, in two steps:
 //   1. the parent directory is opened beneath the root's fd: openat2(RESOLVE_BENEATH |
 //      RESOLVE_NO_MAGICLINKS), which follows symlinks only while they stay below the root
 //      ("lib64 -> lib" is fine, "x -> ..", "x -> /etc" and /proc magic links are not);
@@ -18,7 +18,7 @@
 // prefix file may be a hard link into the cache).
 //
 // Cost: step 1 is one syscall (openat2) per directory, step 2 one per entry; callers that
-// write many files resolve each directory once and reuse the fd (link_ops.h DirCache).
+// write many files resolve each directory once and reuse the fd (link_internal.h DirCache).
 // Functions are thread-safe; fds are the caller's.
 #pragma once
 

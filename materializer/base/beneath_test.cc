@@ -262,6 +262,13 @@ TEST_P(BeneathTest, RootOperationsResolveBeneath) {
   EXPECT_EQ(Root::open("relative", false, "x").status().code(), Code::kInvalidInput);
 }
 
+TEST_P(BeneathTest, AtomicWriteOfALongNameFitsItsTempName) {
+  std::string name = std::string(250, 'r') + ".json";  // 255 bytes: the longest file name
+  ASSERT_TRUE(write_file_atomic_at(fd_.get(), name, "{}", 0644, posix_fs(), name).ok());
+  EXPECT_EQ(slurp(r(name)), "{}");
+  EXPECT_EQ(names_in(root_), std::vector<std::string>{name});
+}
+
 TEST(BeneathFailures, AtomicWriteLeavesNoTempFileWhenTheRenameFails) {
   char tmpl[] = "/tmp/mat-beneath-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
