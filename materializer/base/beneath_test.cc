@@ -264,7 +264,8 @@ TEST_P(BeneathTest, RootOperationsResolveBeneath) {
 
 TEST_P(BeneathTest, AtomicWriteOfALongNameFitsItsTempName) {
   std::string name = std::string(250, 'r') + ".json";  // 255 bytes: the longest file name
-  ASSERT_TRUE(write_file_atomic_at(fd_.get(), name, "{}", 0644, posix_fs(), name).ok());
+  Status st = write_file_atomic_at(fd_.get(), name, "{}", 0644, posix_fs(), name);
+  ASSERT_TRUE(st.ok()) << st.to_string();
   EXPECT_EQ(slurp(r(name)), "{}");
   EXPECT_EQ(names_in(root_), std::vector<std::string>{name});
 }
