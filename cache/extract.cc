@@ -28,6 +28,7 @@
 #include "cache/wheel_record.h"
 #include "cache/zip_reader.h"
 #include "cache/zstd_readahead.h"
+#include "materializer/base/path_name.h"
 
 namespace mat::cache {
 namespace {
@@ -59,37 +60,6 @@ constexpr int64_t kParallelWheelBytes = 8 << 20;
 // Bytes per reader below which another reader does not pay for itself.
 constexpr int64_t kBytesPerWheelReader = 4 << 20;
 constexpr int kMaxWheelReaders = 8;
-
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += n + 1;
-  }
-  return true;
-}
 
 // Member name -> "a/b/c" without leading "./", "." or empty components. Returns the reason
 // for rejecting it, or nullptr.

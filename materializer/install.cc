@@ -35,6 +35,7 @@
 #include "cache/growing_file.h"
 #include "cache/store.h"
 #include "fetch/fetcher.h"
+#include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/json.h"
 #include "materializer/base/text.h"
@@ -1103,11 +1104,13 @@ int run_install(const InstallOptions& in) {
   progress.start();
   auto t_link = Clock::now();
   // From here on the prefix changes: it must not look complete (or like a no-op) until the end.
-  Status pre = make_dirs(path_join(opts.prefix, "conda-meta"));
+  Result<Root> root = Root::open(opts.prefix, true, "the prefix");
+  Status pre = root.status();
+  if (pre.ok()) pre = root->make_dirs("conda-meta");
   if (pre.ok()) pre = remove_stamp(opts.prefix);
   if (pre.ok()) {
-    pre = write_file_atomic(path_join(opts.prefix, kIncompleteMarkerPath),
-                            "materializer is installing into this prefix\n");
+    pre = root->write_file_atomic(
+        kIncompleteMarkerPath, "materializer is installing into this prefix\n", 0644, posix_fs());
   }
   if (!pre.ok()) {
     progress.stop();
@@ -1150,10 +1153,7 @@ int run_install(const InstallOptions& in) {
   }
   if (summary.ok() && summary->complete && wsummary.ok() && wsummary->complete) {
     // Everything is linked and recorded: only now may the prefix look complete.
-    std::string marker = path_join(opts.prefix, kIncompleteMarkerPath);
-    if (::unlink(marker.c_str()) != 0 && errno != ENOENT) {
-      wsummary = ErrnoStatus(marker + ": remove", errno);
-    }
+    if (Status removed = root->remove(kIncompleteMarkerPath); !removed.ok()) wsummary = removed;
   }
   double link_wall = seconds_since(t_link);
   progress.stop();
@@ -1200,11 +1200,10 @@ int run_install(const InstallOptions& in) {
                  opts.prefix.c_str());
     exit_code = 1;
   } else {
+    // The records link_packages wrote (named from validated index.json fields): the lock's
+    // own name/version/build never become a path.
     std::vector<std::string> recorded;
-    for (size_t i = 0; i < n_conda; ++i) {
-      const PackageRef& r = *states[i].ref;
-      recorded.push_back("conda-meta/" + r.name + "-" + r.version + "-" + r.build + ".json");
-    }
+    for (size_t i = 0; i < n_conda; ++i) recorded.push_back(summary->results[i].record_file);
     Status stamped = write_stamp(opts.prefix, input_hash, recorded);
     if (!stamped.ok()) progress.line("warning: no-op stamp not written: " + stamped.to_string());
     progress.line("linked " + std::to_string(files) + " files (" + mode + ") in " +

@@ -17,6 +17,7 @@
 
 #include "materializer/base/fs.h"
 #include "materializer/base/json.h"
+#include "materializer/base/path_name.h"
 #include "materializer/link_internal.h"
 
 namespace mat::link_internal {
@@ -41,20 +42,6 @@ std::vector<std::string> read_lines(const std::string& path) {
     lines.push_back(line);
   }
   return lines;
-}
-
-// A package path must stay inside the prefix: relative, no "..", no empty components.
-bool is_safe_relative(const std::string& p) {
-  if (p.empty() || p[0] == '/') return false;
-  size_t start = 0;
-  while (start <= p.size()) {
-    size_t slash = p.find('/', start);
-    if (slash == std::string::npos) slash = p.size();
-    std::string_view comp(p.data() + start, slash - start);
-    if (comp.empty() || comp == "." || comp == "..") return false;
-    start = slash + 1;
-  }
-  return true;
 }
 
 // info/index.json and info/link.json are a few hundred bytes in every real package; 8 MiB is
@@ -249,15 +236,13 @@ Status add_entry_points(const json& link_json, const PlanContext& ctx, PackagePl
     if (!ep.is_string() || !parse_entry_point(ep.get<std::string>(), &cmd, &module, &func)) {
       return Corrupt("info/link.json: malformed entry point " + dump_json(ep));
     }
+    MAT_RETURN_IF_ERROR(check_path_component(cmd, "info/link.json: entry point name"));
     PathEntry e;
     e.type = PathType::kEntryPoint;
     e.path = e.target = "bin/" + cmd;
     e.script = entry_point_script(python, module, func);
     e.sha256 = "";  // filled from the script when recorded
     e.size = static_cast<int64_t>(e.script.size());
-    if (!is_safe_relative(e.target)) {
-      return Corrupt("info/link.json: entry point name '" + cmd + "' is not a plain file name");
-    }
     plan->paths.push_back(std::move(e));
   }
   return Status::Ok();
@@ -275,6 +260,19 @@ bool is_noarch_python(const json& index, const json& link_json) {
          json_string(*noarch, "type") == "python";
 }
 
+// A target (after the noarch python mapping, with the lock's python version in it) must be a
+// plain relative path outside conda-meta/: records, history and markers there are the
+// installer's, and a package's file linked there would be a hard link into the cache that
+// later writes (conda's own among them) could write through.
+Status check_target(const std::string& target) {
+  MAT_RETURN_IF_ERROR(check_relative_path(target, "target path"));
+  if (in_conda_meta(target)) {
+    return Corrupt("path '" + shown_name(target) + "' is inside conda-meta/, which only the " +
+                   "installer writes; the package is malformed: remove it from the lock");
+  }
+  return Status::Ok();
+}
+
 Result<PackagePlan> load_plan_unchecked(const std::string& tree, const PlanContext& ctx) {
   PackagePlan plan;
   std::string info = path_join(tree, "info");
@@ -283,6 +281,13 @@ Result<PackagePlan> load_plan_unchecked(const std::string& tree, const PlanConte
   plan.version = json_string(plan.index, "version");
   plan.build = json_string(plan.index, "build");
   plan.subdir = json_string(plan.index, "subdir");
+  // name, version and build become conda-meta/<name>-<version>-<build>.json.
+  for (auto [field, value] : {std::pair{"name", &plan.name}, std::pair{"version", &plan.version},
+                              std::pair{"build", &plan.build}}) {
+    MAT_RETURN_IF_ERROR(check_path_component(*value, std::string("info/index.json: ") + field));
+  }
+  MAT_RETURN_IF_ERROR(
+      check_path_component(record_file_name(plan), "info/index.json: record file name"));
   MAT_ASSIGN_OR_RETURN(json link_json, read_json(path_join(info, "link.json"), false));
   Result<std::vector<PathEntry>> paths = read_paths_json(path_join(info, "paths.json"));
   if (paths.ok()) {
@@ -298,10 +303,12 @@ Result<PackagePlan> load_plan_unchecked(const std::string& tree, const PlanConte
         "needs the python version: lock has no python package; pass --python-version X.Y");
   }
   for (PathEntry& e : plan.paths) {
-    if (!is_safe_relative(e.path)) {
-      return Corrupt("path '" + e.path + "' escapes the prefix; the package is malformed");
+    if (const char* why = relative_path_problem(e.path)) {
+      return Corrupt("path '" + shown_name(e.path) + "' escapes the prefix or cannot be a file " +
+                     "name (" + why + "); the package is malformed");
     }
     e.target = plan.noarch_python ? noarch_python_target(e.path, ctx.python_version) : e.path;
+    MAT_RETURN_IF_ERROR(check_target(e.target));
   }
   if (plan.noarch_python && link_json.is_object()) {
     MAT_RETURN_IF_ERROR(add_entry_points(link_json, ctx, &plan));

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
+#include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/base/json.h"
@@ -59,13 +60,13 @@ bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
 Status write_stamp(const std::string& prefix, const std::string& input_hash,
                    const std::vector<std::string>& paths) {
   nlohmann::json j = {{"version", 1}, {"input_hash", input_hash}, {"paths", paths}};
-  return write_file_atomic(path_join(prefix, kStampPath), dump_json(j, 1) + "\n");
+  MAT_ASSIGN_OR_RETURN(Root root, Root::open(prefix, false, "the prefix"));
+  return root.write_file_atomic(kStampPath, dump_json(j, 1) + "\n", 0644, posix_fs());
 }
 
 Status remove_stamp(const std::string& prefix) {
-  std::string p = path_join(prefix, kStampPath);
-  if (::unlink(p.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(p + ": remove", errno);
-  return Status::Ok();
+  MAT_ASSIGN_OR_RETURN(Root root, Root::open(prefix, false, "the prefix"));
+  return root.remove(kStampPath);
 }
 
 }  // namespace mat

@@ -45,6 +45,14 @@ Status Fs::rename(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+Status Fs::rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                     const std::string& what) {
+  if (::renameat(from_dir, from.c_str(), to_dir, to.c_str()) != 0) {
+    return ErrnoStatus("rename " + from + " -> " + what, errno);
+  }
+  return Status::Ok();
+}
+
 Fs& posix_fs() {
   static Fs fs;  // stateless
   return fs;
@@ -64,6 +72,12 @@ Status FaultFs::fsync(int fd, const std::string& what) {
   }
   if (fail_fsyncs_) return ErrnoStatus("fsync " + what, EIO);
   return base_.fsync(fd, what);
+}
+
+Status FaultFs::rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                          const std::string& what) {
+  if (fail_renames_) return ErrnoStatus("rename " + from + " -> " + what, EIO);
+  return base_.rename_at(from_dir, from, to_dir, to, what);
 }
 
 std::vector<std::string> FaultFs::fsynced() const {

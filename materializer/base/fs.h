@@ -56,6 +56,10 @@ class Fs {
   virtual Status fsync(int fd, const std::string& what);
   // rename(2); atomically replaces `to`.
   virtual Status rename(const std::string& from, const std::string& to);
+  // renameat(2) of one entry to another (names relative to the directory fds); errors name
+  // `what`.
+  virtual Status rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                           const std::string& what);
 };
 
 // The process-wide real file system (stateless, so sharing it is not a singleton of state).
@@ -78,6 +82,8 @@ class FaultFs : public Fs {
   Status write_all(int fd, const void* data, size_t len, const std::string& what) override;
   Status fsync(int fd, const std::string& what) override;
   Status rename(const std::string& from, const std::string& to) override;
+  Status rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                   const std::string& what) override;
 
  private:
   Fs& base_;
