@@ -150,7 +150,7 @@ TEST_F(ExtractTest, NothingExtractedIsWritableByGroupOrOthers) {
   for (gid_t gid : groups) {
     const mode_t g = gid == 0 ? 020 : 0;  // the group write bit that may survive
     for (mode_t umask : {mode_t{0}, mode_t{002}, mode_t{022}}) {
-      SCOPED_TRACE(testing::Message() << "gid " << gid << " umask " << umask);
+      SCOPED_TRACE(::testing::Message() << "gid " << gid << " umask " << umask);
       mode_t old = ::umask(umask);
       ASSERT_TRUE(remove_all(dir_ / "work").ok());
       ASSERT_TRUE(make_dirs(dest_).ok());

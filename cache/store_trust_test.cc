@@ -32,7 +32,9 @@ bool root() { return ::geteuid() == 0; }
 // Group write is accepted on gid-0 objects (root's own group: cache/trust.h). Tests of group
 // write give the object another group first; as a non-root user it has one already.
 void foreign_group(const std::string& path) {
-  if (root()) ASSERT_EQ(::lchown(path.c_str(), static_cast<uid_t>(-1), 12345), 0) << path;
+  if (root()) {
+    ASSERT_EQ(::lchown(path.c_str(), static_cast<uid_t>(-1), 12345), 0) << path;
+  }
 }
 
 bool contains(const std::string& text, const std::string& part) {
