@@ -1107,6 +1107,25 @@ int run_install(const InstallOptions& in) {
   Result<Root> root = Root::open(opts.prefix, true, "the prefix");
   Status pre = root.status();
   if (pre.ok()) pre = root->make_dirs("conda-meta");
+  // One run at a time changes a prefix; holding the lock, the temp files of runs that were
+  // killed are swept (README "Interrupted runs").
+  UniqueFd prefix_lock;
+  if (pre.ok()) {
+    int swept = 0;
+    Result<UniqueFd> locked = lock_prefix(
+        *root,
+        [&] {
+          progress.line("waiting for another materializer run to finish installing into " +
+                        opts.prefix);
+        },
+        &swept);
+    pre = locked.status();
+    if (locked.ok()) prefix_lock = std::move(locked).value();
+    if (swept > 0) {
+      progress.detail("removed " + std::to_string(swept) +
+                      " temp file(s) an interrupted run left in " + opts.prefix + "/conda-meta");
+    }
+  }
   if (pre.ok()) pre = remove_stamp(opts.prefix);
   if (pre.ok()) {
     pre = root->write_file_atomic(

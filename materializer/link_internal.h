@@ -195,9 +195,11 @@ Status make_prefix_dir(const OpContext& ctx, DirCache& dirs, const std::string& 
 
 // Chooses the link mode once per run: hardlink if a file in `probe_dir` (the cache's tmp
 // area; else `fallback` = (tree, tree-relative file) if that cannot be used) can be hard-linked
-// into the prefix, else reflink if FICLONE works, else copy. Leaves no file behind.
+// into `dst_dir_fd` (the prefix's conda-meta/: same file system, and the prefix lock's sweep
+// removes a probe that a killed run left there), else reflink if FICLONE works, else copy.
+// Leaves no file behind (but a killed run's temp names, see temp_name_for).
 LinkMode probe_link_mode(const std::string& probe_dir,
-                         const std::pair<std::string, std::string>& fallback, int prefix_fd);
+                         const std::pair<std::string, std::string>& fallback, int dst_dir_fd);
 
 // True if `target` (prefix-relative) is conda-meta or lies below it: only the installer
 // writes there (records, history, markers); a package member there is refused.

@@ -431,7 +431,8 @@ Result<WheelSummary> install_wheels(const std::vector<WheelInput>& inputs,
   MAT_ASSIGN_OR_RETURN(Root prefix, Root::open(opts.prefix, true, "the prefix"));
   // conda-meta/ (made by the driver before the conda packages) is never a wheel's to write.
   struct stat meta_st {};
-  if (Result<BeneathDir> meta = prefix.dir("conda-meta"); meta.ok()) {
+  Result<BeneathDir> meta = prefix.dir("conda-meta");
+  if (meta.ok()) {
     if (fstat(meta->fd.get(), &meta_st) != 0)
       return ErrnoStatus(opts.prefix + "/conda-meta", errno);
   }
@@ -453,7 +454,9 @@ Result<WheelSummary> install_wheels(const std::vector<WheelInput>& inputs,
       if (!states[i].failed) fallback = {inputs[i].tree, states[i].plan.dist_info + "/RECORD"};
     }
     std::string probe_dir = opts.cache_root.empty() ? "" : path_join(opts.cache_root, "v1/tmp");
-    summary.mode_used = link_internal::probe_link_mode(probe_dir, fallback, prefix.fd());
+    // Probed in conda-meta/, where the prefix lock's sweep finds what a killed run left.
+    summary.mode_used = link_internal::probe_link_mode(
+        probe_dir, fallback, meta.ok() ? meta->fd.get() : prefix.fd());
   }
   OpContext ctx;
   ctx.prefix_fd = prefix.fd();
