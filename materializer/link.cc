@@ -32,6 +32,7 @@
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/base/json.h"
+#include "materializer/interrupt.h"
 #include "materializer/link_internal.h"
 
 namespace mat {
@@ -291,6 +292,11 @@ void link_all(const std::vector<LinkInput>& inputs, const LinkOptions& opts, con
           const Action a = actions[k];
           PackageState& s = states[a.pkg];
           if (s.failed.load(std::memory_order_relaxed)) continue;  // its record is lost anyway
+          // SIGINT/SIGTERM: stop between two files (one relaxed load per file).
+          if (interrupted()) {
+            fail(s, interrupted_status("linking"));
+            continue;
+          }
           Clock::time_point t0 = Clock::now();
           guarded(s, [&] {
             OpOutcome out;

@@ -40,6 +40,7 @@
 #include "cache/wheel_record.h"
 #include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
+#include "materializer/interrupt.h"
 #include "materializer/link_internal.h"
 #include "materializer/wheel.h"
 #include "materializer/wheel_internal.h"
@@ -232,6 +233,11 @@ void link_all(const std::vector<WheelInput>& inputs, const OpContext& ctx,
         for (size_t k = r.begin(); k != r.end(); ++k) {
           WheelState& s = states[actions[k].wheel];
           if (s.failed.load(std::memory_order_relaxed)) continue;
+          // SIGINT/SIGTERM: stop between two files (one relaxed load per file).
+          if (interrupted()) {
+            fail(s, interrupted_status("installing"));
+            continue;
+          }
           const FileAction& a = s.plan.files[actions[k].file];
           Clock::time_point t0 = Clock::now();
           guarded(s, [&] {

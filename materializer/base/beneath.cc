@@ -305,7 +305,7 @@ std::string temp_name_for(std::string_view name) {
          random_token();
 }
 
-bool is_temp_name(std::string_view name) {
+std::optional<pid_t> temp_name_pid(std::string_view name) {
   // "<anything>.tmp-<digits>-<hex>": scan back over the hex token, '-', the digits.
   size_t i = name.size();
   auto back_over = [&](auto pred) {
@@ -314,18 +314,24 @@ bool is_temp_name(std::string_view name) {
     return i < end;
   };
   if (!back_over([](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
-    return false;
+    return std::nullopt;
   }
-  if (i == 0 || name[--i] != '-') return false;
-  if (!back_over([](char c) { return c >= '0' && c <= '9'; })) return false;
-  return i >= kTempInfix.size() && name.substr(i - kTempInfix.size(), kTempInfix.size()) == kTempInfix;
+  if (i == 0 || name[--i] != '-') return std::nullopt;
+  size_t digits_end = i;
+  if (!back_over([](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  if (i < kTempInfix.size() || name.substr(i - kTempInfix.size(), kTempInfix.size()) != kTempInfix ||
+      digits_end - i > 9) {
+    return std::nullopt;
+  }
+  return static_cast<pid_t>(std::stol(std::string(name.substr(i, digits_end - i))));
 }
 
-Result<int> sweep_temp_files_at(int dir_fd, const std::string& shown) {
+Result<int> sweep_temp_files_at(int dir_fd, const std::string& shown, pid_t only_pid) {
   MAT_ASSIGN_OR_RETURN(std::vector<std::string> names, list_dir_at(dir_fd, shown));
   int removed = 0;
   for (const std::string& n : names) {
-    if (!is_temp_name(n)) continue;
+    std::optional<pid_t> pid = temp_name_pid(n);
+    if (!pid || (only_pid != 0 && *pid != only_pid)) continue;
     if (::unlinkat(dir_fd, n.c_str(), 0) == 0) {
       ++removed;
     } else if (errno != ENOENT && errno != EISDIR) {

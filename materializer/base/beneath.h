@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -99,12 +100,15 @@ Status write_file_atomic_at(int dir_fd, std::string_view name, std::string_view 
 // The temp name write_file_atomic_at() uses for `name`: "<name>.tmp-<pid>-<token>" (`name` cut
 // to 200 bytes at a UTF-8 boundary, so the whole fits NAME_MAX). Unique per call.
 std::string temp_name_for(std::string_view name);
-// True for the names temp_name_for() makes (".tmp-<digits>-<hex>" at the end), whatever the pid.
-bool is_temp_name(std::string_view name);
+// The pid in a name temp_name_for() makes (".tmp-<digits>-<hex>" at the end); nullopt for
+// any other name.
+std::optional<pid_t> temp_name_pid(std::string_view name);
+inline bool is_temp_name(std::string_view name) { return temp_name_pid(name).has_value(); }
 // Removes every entry of dir_fd that is_temp_name() (not directories), whoever made it: the
 // caller must hold the lock that keeps other writers of the directory away (the prefix lock).
-// Returns how many were removed. Errors name `shown`. Cost: one readdir, one unlink per temp.
-Result<int> sweep_temp_files_at(int dir_fd, const std::string& shown);
+// With `only_pid`, only that process's. Returns how many were removed. Errors name `shown`.
+// Cost: one readdir, one unlink per temp file.
+Result<int> sweep_temp_files_at(int dir_fd, const std::string& shown, pid_t only_pid = 0);
 // The names in the directory, without "." and "..", unsorted.
 Result<std::vector<std::string>> list_dir_at(int dir_fd, const std::string& shown);
 

@@ -295,7 +295,8 @@ TEST(BeneathTempNames, TempNamesAreRecognisedAndNothingElse) {
     EXPECT_LE(tmp.size(), 255u) << tmp;
     EXPECT_FALSE(is_temp_name(name)) << name;
   }
-  EXPECT_TRUE(is_temp_name("x.json.tmp-4242-00ff"));  // another process's
+  EXPECT_EQ(temp_name_pid(temp_name_for("history")), getpid());
+  EXPECT_EQ(temp_name_pid("x.json.tmp-4242-00ff"), pid_t{4242});  // another process's
   for (const char* other : {"x.tmp-", "x.tmp-12", "x.tmp-12-", "x.tmp--ab", "x.tmp-1a-ff",
                             "x.tmp-12-xyz", ".tmp-12-ab.json", "tmp-12-ab", "history"}) {
     EXPECT_FALSE(is_temp_name(other)) << other;
@@ -312,9 +313,12 @@ TEST(BeneathTempNames, SweepRemovesTempFilesOnly) {
     ASSERT_EQ(create_file_at(fd.get(), name, 0644, Existing::kFail, &f), 0) << name;
   }
   ASSERT_EQ(mkdir_at(fd.get(), "d.tmp-1-ab", 0755), 0);  // not a file: left alone
-  Result<int> removed = sweep_temp_files_at(fd.get(), dir);
+  Result<int> removed = sweep_temp_files_at(fd.get(), dir, /*only_pid=*/99999);
   ASSERT_TRUE(removed.ok()) << removed.status().to_string();
-  EXPECT_EQ(*removed, 2);
+  EXPECT_EQ(*removed, 1);
+  removed = sweep_temp_files_at(fd.get(), dir);
+  ASSERT_TRUE(removed.ok()) << removed.status().to_string();
+  EXPECT_EQ(*removed, 1);
   EXPECT_EQ(names_in(dir), (std::vector<std::string>{"a.json", "d.tmp-1-ab", "history"}));
   remove_all(dir).ignore();
 }

@@ -120,6 +120,51 @@ def windows_from_trace(path, offset):
     return [(k, lo + offset, hi + offset) for k, (lo, hi) in sorted(spans.items())]
 
 
+class Workload:
+    """The soak's channel, served on 127.0.0.1, and two uninterrupted reference installs (cold
+    and warm cache, traced): `want` is the prefix they give, the windows where each phase lies."""
+
+    def __init__(self, test):
+        self.test = test
+        chan = test.path("chan")
+        lock_in = test.path("lock.yml.in")
+        with open(lock_in, "w", encoding="utf-8") as fh:
+            fh.write(workload(chan))
+        srv = harness.HttpServer(test.tmp)
+        srv.httpd.handle_error = lambda *a: None  # a killed client resets its connections
+        srv.start()
+        test.addCleanup(srv.stop)
+        self.lock = test.path("conda-lock.yml")
+        harness.render_file(lock_in, self.lock, {"@BASE_URL@": srv.url + "/chan"})
+        # One prefix path and one cache path for every run: both are written into files and
+        # records, so the runs are comparable byte for byte.
+        self.prefix, self.cache = test.path("env"), test.path("cache")
+        self.args = ["install", self.lock, "--prefix", self.prefix, "--cache-dir", self.cache]
+        trace = test.path("trace.json")
+        self.wall = {False: self.run("--trace", trace)}
+        with open(trace, encoding="utf-8") as fh:
+            ends = [e["ts"] + e.get("dur", 0) for e in json.load(fh)["traceEvents"]
+                    if e.get("ph") == "X"]
+        offset = max(0.0, self.wall[False] - max(ends) / 1e6) * 0.5  # process start-up, roughly
+        self.cold_windows = windows_from_trace(trace, offset)
+        self.want = snapshot(self.prefix)
+        test.assertEqual(temp_files(self.prefix), [])
+        shutil.rmtree(self.prefix)
+        self.wall[True] = self.run("--trace", trace)
+        self.warm_windows = [w for w in windows_from_trace(trace, offset)
+                             if w[0].startswith("link")]
+        test.assertEqual(diff(snapshot(self.prefix), self.want), [])
+        phases = sorted({w[0] for w in self.cold_windows})
+        for needed in ("download", "extract", "commit", "link: files", "link: records"):
+            test.assertIn(needed, phases)
+
+    def run(self, *extra, where=""):
+        t0 = time.monotonic()
+        cp = self.test.mat(*self.args, *extra)
+        self.test.assertEqual(cp.returncode, 0, where + harness.describe(cp))
+        return time.monotonic() - t0
+
+
 class KilledProcessTest(harness.MaterializerTestCase):
 
     def test_sigkill_during_download_then_rerun(self):
@@ -189,44 +234,12 @@ class KillSoakTest(harness.MaterializerTestCase):
         kills = int(os.environ.get("MAT_KILL_SOAK", "40"))
         seed = int(os.environ.get("MAT_KILL_SEED", "11"))
         rnd = random.Random(seed)
-        chan = self.path("chan")
-        lock_in = self.path("lock.yml.in")
-        with open(lock_in, "w", encoding="utf-8") as fh:
-            fh.write(workload(chan))
-        srv = harness.HttpServer(self.tmp)
-        srv.httpd.handle_error = lambda *a: None  # a killed client resets its connections
-        srv.start()
-        self.addCleanup(srv.stop)
-        lock = self.path("conda-lock.yml")
-        harness.render_file(lock_in, lock, {"@BASE_URL@": srv.url + "/chan"})
-        # One prefix path and one cold-cache path for every run: both are written into files
-        # and records, so the runs are comparable byte for byte.
-        prefix, cache = self.path("env"), self.path("cache")
-        args = ["install", lock, "--prefix", prefix]
+        w = Workload(self)
+        args, prefix, cache, want, wall = w.args, w.prefix, w.cache, w.want, w.wall
+        cold_windows, warm_windows = w.cold_windows, w.warm_windows
 
         def run(cache, *extra, where=""):
-            t0 = time.monotonic()
-            cp = self.mat(*args, "--cache-dir", cache, *extra)
-            self.assertEqual(cp.returncode, 0, where + harness.describe(cp))
-            return time.monotonic() - t0
-
-        # Uninterrupted references: a cold and a warm run, traced (where each phase lies).
-        trace = self.path("trace.json")
-        wall = {False: run(cache, "--trace", trace)}
-        with open(trace, encoding="utf-8") as fh:
-            ends = [e["ts"] + e.get("dur", 0) for e in json.load(fh)["traceEvents"]
-                    if e.get("ph") == "X"]
-        offset = max(0.0, wall[False] - max(ends) / 1e6) * 0.5  # process start-up, roughly
-        cold_windows = windows_from_trace(trace, offset)
-        want = snapshot(prefix)
-        self.assertEqual(temp_files(prefix), [])
-        shutil.rmtree(prefix)
-        wall[True] = run(cache, "--trace", trace)
-        warm_windows = [w for w in windows_from_trace(trace, offset) if w[0].startswith("link")]
-        self.assertEqual(diff(snapshot(prefix), want), [])
-        phases = sorted({w[0] for w in cold_windows})
-        for needed in ("download", "extract", "commit", "link: files", "link: records"):
-            self.assertIn(needed, phases)
+            return w.run(*extra, where=where)
 
         # The machine's speed changes (other jobs): the windows are scaled by how long the last
         # warm rerun took against the reference.
@@ -245,7 +258,7 @@ class KillSoakTest(harness.MaterializerTestCase):
                 shutil.rmtree(cache, ignore_errors=True)
             where = f"kill {k} ({phase} at {at * 1000:.1f} ms, {'warm' if use_warm else 'cold'})"
 
-            finished = self.kill_at(args + ["--cache-dir", cache], at)
+            finished = self.kill_at(args, at)
             stats["kills"] += 1
             stats["finished_first"] += finished
             stats["by_phase"][phase] = stats["by_phase"].get(phase, 0) + 1
@@ -260,7 +273,7 @@ class KillSoakTest(harness.MaterializerTestCase):
                 self.assertLooksIncompleteOrWhole(prefix, want, where)
             # One rerun in four is killed as well (a kill while cleaning up after a kill).
             if k % 4 == 3:
-                self.kill_at(args + ["--cache-dir", cache], rnd.uniform(0, hi))
+                self.kill_at(args, rnd.uniform(0, hi))
             took = run(cache, where=where)
             if use_warm and k % 4 != 3:
                 scale = min(4.0, max(0.25, took / wall[True]))
