@@ -1267,6 +1267,9 @@ int run_install(const InstallOptions& in) {
   int exit_code = 0;
   if (!summary->complete || !wheels_done || !wsummary->complete) {
     print_failures(states, states.size());
+    if (!summary->history.ok()) {
+      std::fprintf(stderr, "error: %s\n", summary->history.to_string().c_str());
+    }
     std::fprintf(stderr,
                  "The prefix %s is incomplete (conda-meta/.materializer-incomplete); packages "
                  "without a conda-meta record were not fully linked. Fix the failures above and "

@@ -301,7 +301,7 @@ void link_all(const std::vector<LinkInput>& inputs, const LinkOptions& opts, con
           guarded(s, [&] {
             OpOutcome out;
             Status st = link_path(ctx, dirs, inputs[a.pkg].tree, s.plan.paths[a.path], &out);
-            if (!st.ok()) return fail(s, st);
+            if (!st.ok()) return fail(s, in_prefix_context(st, ctx.prefix));
             s.sha256_in_prefix[a.path] = std::move(out.sha256_in_prefix);
             s.bytes += out.bytes_copied;
             if (out.replaced) s.replaced++;
@@ -531,11 +531,13 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   std::vector<std::string> records;
   RecordOutcome rec =
       write_records(inputs, opts, summary.mode_used, meta.fd.get(), states, &records);  // 4.
-  MAT_RETURN_IF_ERROR(append_history(opts, meta.fd.get(), rec));
+  // A history that cannot be written does not hide which packages failed (on a full disk,
+  // those are what the user needs to see): it is reported beside them.
+  summary.history = append_history(opts, meta.fd.get(), rec);
   phase_done("records");
 
-  summary.complete = true;
-  std::string failures;
+  summary.complete = summary.history.ok();
+  std::string failures = summary.history.ok() ? "" : summary.history.to_string() + "\n";
   summary.results.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     PackageState& s = states[i];

@@ -232,4 +232,12 @@ std::string history_dist(const std::string& channel, const std::string& subdir,
                          const std::string& name, const std::string& version,
                          const std::string& build);
 
+// A failure of the disk under the prefix (full, read-only, I/O error) names the prefix too: the
+// per-file messages give prefix-relative paths, and "write share/x" alone does not say which
+// file system ran out. Other failures (a hostile package) are left as they are.
+inline Status in_prefix_context(const Status& st, const std::string& prefix) {
+  if (st.code() != Code::kNoSpace && st.code() != Code::kIo) return st;
+  return st.with_context("in " + prefix);
+}
+
 }  // namespace mat::link_internal

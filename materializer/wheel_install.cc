@@ -251,7 +251,7 @@ void link_all(const std::vector<WheelInput>& inputs, const OpContext& ctx,
               link_internal::OpOutcome out;
               st = link_internal::link_path(ctx, dirs, inputs[actions[k].wheel].tree, e, &out);
             }
-            if (!st.ok()) return fail(s, st);
+            if (!st.ok()) return fail(s, link_internal::in_prefix_context(st, ctx.prefix));
             s.files++;
           });
           s.nanos += elapsed_ns(t0);
