@@ -258,7 +258,15 @@ class KillSoakTest(harness.MaterializerTestCase):
                 shutil.rmtree(cache, ignore_errors=True)
             where = f"kill {k} ({phase} at {at * 1000:.1f} ms, {'warm' if use_warm else 'cold'})"
 
-            finished = self.kill_at(args, at)
+            # A run the machine made faster than the reference finishes first: earlier, again.
+            for _ in range(3):
+                finished = self.kill_at(args, at)
+                if not finished:
+                    break
+                at *= 0.6
+                shutil.rmtree(prefix, ignore_errors=True)
+                if not use_warm:
+                    shutil.rmtree(cache, ignore_errors=True)
             stats["kills"] += 1
             stats["finished_first"] += finished
             stats["by_phase"][phase] = stats["by_phase"].get(phase, 0) + 1
