@@ -327,6 +327,7 @@ class StoreImpl final : public Store {
   Result<StoreStats> stats() const override;
   Result<std::vector<VerifyProblem>> verify() const override;
   Status clean(bool all) const override;
+  void remove_own_temp_files() const override;
   Status remove_entry(const Key& key) const override;
 
  private:
@@ -660,6 +661,14 @@ Result<std::set<std::string>> StoreImpl::entry_keys() const {
     if (auto key = parse_key(name)) keys.insert(key->str());
   }
   return keys;
+}
+
+void StoreImpl::remove_own_temp_files() const {
+  auto tmp = list_dir(paths_.tmp_dir());
+  if (!tmp.ok()) return;
+  for (const auto& name : *tmp) {
+    if (tmp_name_pid(name) == ::getpid()) remove_all(path_join(paths_.tmp_dir(), name)).ignore();
+  }
 }
 
 Status StoreImpl::clean(bool all) const {

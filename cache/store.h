@@ -210,6 +210,9 @@ class Store {
   virtual Result<std::vector<VerifyProblem>> verify() const = 0;
   // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now.
   virtual Status clean(bool all) const = 0;
+  // Removes this process's own tmp/ entries: for a process about to _exit() without running
+  // the destructors that would (an interrupt's hard stop). Best effort; safe from any thread.
+  virtual void remove_own_temp_files() const = 0;
   // Removes one entry (archive and tree), e.g. after `verify` found it damaged.
   virtual Status remove_entry(const Key& key) const = 0;
 };

@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -40,6 +41,7 @@
 #include "materializer/base/json.h"
 #include "materializer/base/text.h"
 #include "materializer/base/url.h"
+#include "materializer/interrupt.h"
 #include "materializer/local_files.h"
 #include "materializer/progress.h"
 #include "materializer/pypi_plan.h"
@@ -363,6 +365,8 @@ class Pipeline {
     auto fetcher = fetch::Fetcher::create(
         fo, [&](fetch::FetchResult&& r) { on_fetched(std::move(r), latch); });
     if (!fetcher.ok()) return fetcher.status();
+    // SIGINT/SIGTERM end every transfer at once (kCancelled; their temp files go with them).
+    InterruptHook cancel_downloads([&] { (*fetcher)->cancel(); }, {});
     int64_t dl_count = 0, dl_bytes = 0;
     bool streamable = false;
     for (size_t i : todo) {
@@ -581,11 +585,13 @@ class Pipeline {
     if (!tree.ok()) {
       s.status = tree.status();
       // A verified archive that will not extract is unsafe or damaged: drop the whole entry
-      // so the next run downloads afresh instead of failing on the cached copy forever.
+      // so the next run downloads afresh instead of failing on the cached copy forever. Not
+      // when the run was interrupted or the disk failed: the archive is fine.
+      const Code c = s.status.code();
       if (r.publish) {
         s.pending->abort();
         s.pending.reset();
-      } else {
+      } else if (c != Code::kCancelled && c != Code::kNoSpace && c != Code::kIo) {
         store_.remove_entry(s.key).ignore();
       }
       s.lock.release();
@@ -901,6 +907,25 @@ int finish(const InstallOptions& opts, const LockFile* lock, const std::vector<P
   return exit_code;
 }
 
+// What an interrupted run leaves (README "Interrupted runs"), and the command that resumes it:
+// the same one (the cache keeps what was completed; a touched prefix stays marked incomplete).
+std::string interrupt_note(const InstallOptions& opts, bool prefix_touched) {
+  std::string again = "; run the same command again to finish: " + opts.command_line;
+  if (opts.prefix.empty()) return "the cache keeps every package completed so far" + again;
+  if (!prefix_touched) {
+    return "the prefix " + opts.prefix +
+           " was not touched; packages completed so far stay cached" + again;
+  }
+  return "the prefix " + opts.prefix + " is incomplete (marked by " + kIncompleteMarkerPath +
+         ", so no later run takes it for materialized)" + again;
+}
+
+int report_interrupt(const InstallOptions& opts, bool prefix_touched) {
+  std::fprintf(stderr, "interrupted (%s): %s\n", interrupt_name(),
+               interrupt_note(opts, prefix_touched).c_str());
+  return interrupt_exit_code();
+}
+
 }  // namespace
 
 std::string default_cache_dir() {
@@ -969,7 +994,10 @@ int run_install(const InstallOptions& in) {
   // change is refused with exit 2, each directory named with its fix (README "Permission
   // model"); other failures to open it are exit 1, except for --dry-run, which then only
   // cannot tell cache hits.
-  auto store = cache::Store::open(opts.cache_dir);
+  // Writes into the cache and the prefix stop at the next block once SIGINT/SIGTERM arrived.
+  InterruptibleFs fs(posix_fs());
+  set_interrupt_note(interrupt_note(opts, false));
+  auto store = cache::Store::open(opts.cache_dir, fs);
   const bool plan_without_cache =
       !store.ok() && opts.dry_run && store.status().code() != Code::kInvalidInput;
   if (!store.ok() && !plan_without_cache) {
@@ -1035,6 +1063,9 @@ int run_install(const InstallOptions& in) {
 
   // Temp files of processes that died (killed mid-download) are garbage; live ones are kept.
   (*store)->clean(/*all=*/false).ignore();
+  // An interrupt's hard stop exits without the destructors that remove this run's temp files.
+  InterruptHook cache_temps({}, [&store] { (*store)->remove_own_temp_files(); });
+  if (interrupted()) return finish(opts, &*lock, no_states, report_interrupt(opts, false), t0, 0, 0, 0, 0, "");
 
   Progress progress(opts.verbosity, ::isatty(STDERR_FILENO) != 0);
   progress.start();
@@ -1047,6 +1078,11 @@ int run_install(const InstallOptions& in) {
     progress.line("note: " + std::to_string(pipe.legacy_entries) +
                   " cache entries made by an older materializer were extracted afresh (once; "
                   "README \"Permission model\")");
+  }
+  if (interrupted()) {
+    progress.stop();
+    return finish(opts, &*lock, states, report_interrupt(opts, false), t0, pipe.download_wall,
+                  pipe.fetch_extract_wall, 0, pipe.downloaded_bytes, "");
   }
   if (!st.ok()) {
     progress.stop();
@@ -1096,6 +1132,7 @@ int run_install(const InstallOptions& in) {
   if (lo.python_version.empty() && pyplan->target) lo.python_version = pyplan->target->version;
   lo.command_line = opts.command_line;
   lo.keep_incomplete_marker = plan.size() > n_conda;  // wheels still to come
+  lo.fs = &fs;
   std::vector<std::atomic<int64_t>> last(states.size());
   lo.on_progress = [&](size_t i, int64_t files) {
     int64_t prev = last[i].exchange(files, std::memory_order_relaxed);
@@ -1107,6 +1144,36 @@ int run_install(const InstallOptions& in) {
   Result<Root> root = Root::open(opts.prefix, true, "the prefix");
   Status pre = root.status();
   if (pre.ok()) pre = root->make_dirs("conda-meta");
+  // One run at a time changes a prefix; holding the lock, the temp files of runs that were
+  // killed are swept (README "Interrupted runs").
+  UniqueFd prefix_lock;
+  std::optional<InterruptHook> prefix_temps;
+  Result<BeneathDir> meta_dir = Status(Code::kInternal, "not opened");
+  if (pre.ok()) {
+    int swept = 0;
+    Result<UniqueFd> locked = lock_prefix(
+        *root,
+        [&] {
+          progress.line("waiting for another materializer run to finish installing into " +
+                        opts.prefix);
+        },
+        &swept);
+    pre = locked.status();
+    if (locked.ok()) prefix_lock = std::move(locked).value();
+    if (pre.ok()) meta_dir = root->dir("conda-meta");
+    if (meta_dir.ok()) {
+      // The hard stop removes this run's temp files in conda-meta/ (all of them live there).
+      int meta_fd = meta_dir->fd.get();
+      prefix_temps.emplace(std::function<void()>{}, [meta_fd] {
+        sweep_temp_files_at(meta_fd, "conda-meta", ::getpid()).status().ignore();
+      });
+    }
+    set_interrupt_note(interrupt_note(opts, true));
+    if (swept > 0) {
+      progress.detail("removed " + std::to_string(swept) +
+                      " temp file(s) an interrupted run left in " + opts.prefix + "/conda-meta");
+    }
+  }
   if (pre.ok()) pre = remove_stamp(opts.prefix);
   if (pre.ok()) {
     pre = root->write_file_atomic(
@@ -1147,6 +1214,7 @@ int run_install(const InstallOptions& in) {
     wo.target = *pyplan->target;
     wo.compile = opts.compile;
     wo.jobs = jobs;
+    wo.fs = &fs;
     auto t_wheels = Clock::now();
     arena.execute([&] { wsummary = install_wheels(winputs, wo); });
     trace.add("install wheels", "stage", t_wheels, Clock::now(), Trace::kMainLane);
@@ -1157,6 +1225,12 @@ int run_install(const InstallOptions& in) {
   }
   double link_wall = seconds_since(t_link);
   progress.stop();
+  const bool all_linked =
+      summary.ok() && summary->complete && wsummary.ok() && wsummary->complete;
+  if (interrupted() && !all_linked) {
+    return finish(opts, &*lock, states, report_interrupt(opts, true), t0, pipe.download_wall,
+                  pipe.fetch_extract_wall, link_wall, pipe.downloaded_bytes, "");
+  }
   if (!summary.ok()) {
     std::fprintf(stderr, "error: linking into %s: %s\n", opts.prefix.c_str(),
                  summary.status().to_string().c_str());
@@ -1193,6 +1267,9 @@ int run_install(const InstallOptions& in) {
   int exit_code = 0;
   if (!summary->complete || !wheels_done || !wsummary->complete) {
     print_failures(states, states.size());
+    if (!summary->history.ok()) {
+      std::fprintf(stderr, "error: %s\n", summary->history.to_string().c_str());
+    }
     std::fprintf(stderr,
                  "The prefix %s is incomplete (conda-meta/.materializer-incomplete); packages "
                  "without a conda-meta record were not fully linked. Fix the failures above and "

@@ -32,6 +32,7 @@
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/base/json.h"
+#include "materializer/interrupt.h"
 #include "materializer/link_internal.h"
 
 namespace mat {
@@ -291,11 +292,16 @@ void link_all(const std::vector<LinkInput>& inputs, const LinkOptions& opts, con
           const Action a = actions[k];
           PackageState& s = states[a.pkg];
           if (s.failed.load(std::memory_order_relaxed)) continue;  // its record is lost anyway
+          // SIGINT/SIGTERM: stop between two files (one relaxed load per file).
+          if (interrupted()) {
+            fail(s, interrupted_status("linking"));
+            continue;
+          }
           Clock::time_point t0 = Clock::now();
           guarded(s, [&] {
             OpOutcome out;
             Status st = link_path(ctx, dirs, inputs[a.pkg].tree, s.plan.paths[a.path], &out);
-            if (!st.ok()) return fail(s, st);
+            if (!st.ok()) return fail(s, in_prefix_context(st, ctx.prefix));
             s.sha256_in_prefix[a.path] = std::move(out.sha256_in_prefix);
             s.bytes += out.bytes_copied;
             if (out.replaced) s.replaced++;
@@ -356,6 +362,9 @@ std::vector<std::string> remove_stale_records(int meta_fd, const std::vector<std
 
 struct RecordOutcome {
   std::vector<std::string> added, removed;
+  // Records that were there before this run: a run killed between its records and its history
+  // entry left them unrecorded in history (append_history adds those it lacks).
+  std::vector<std::string> kept;
 };
 
 // Records are built and written in parallel (JSON of every path, then write + fsync + rename);
@@ -393,12 +402,11 @@ RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOpti
     for (std::string& d : remove_stale_records(meta_fd, same_name, fn)) {
       out.removed.push_back(std::move(d));
     }
-    if (!had) {
-      std::string channel = inputs[i].ref ? inputs[i].ref->channel : "";
-      std::string subdir =
-          s.plan.subdir.empty() && inputs[i].ref ? inputs[i].ref->subdir : s.plan.subdir;
-      out.added.push_back(history_dist(channel, subdir, s.plan.name, s.plan.version, s.plan.build));
-    }
+    std::string channel = inputs[i].ref ? inputs[i].ref->channel : "";
+    std::string subdir =
+        s.plan.subdir.empty() && inputs[i].ref ? inputs[i].ref->subdir : s.plan.subdir;
+    (had ? out.kept : out.added)
+        .push_back(history_dist(channel, subdir, s.plan.name, s.plan.version, s.plan.build));
   }
   return out;
 }
@@ -418,7 +426,25 @@ Status append_history(const LinkOptions& opts, int meta_fd, const RecordOutcome&
   } else if (old.status().code() != Code::kNotFound) {
     return old.status();
   }
-  text += history_entry(opts.command_line, rec.removed, rec.added);
+  // What the history says is installed (its "+" and "-" lines replayed): a kept record it does
+  // not list was written by a run killed before its history entry, and is added now, so the
+  // history ends as an uninterrupted run's would.
+  std::vector<std::string> added = rec.added;
+  if (!rec.kept.empty()) {
+    std::unordered_set<std::string> installed;
+    for (size_t at = 0; at < text.size();) {
+      size_t end = text.find('\n', at);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + at, end - at);
+      if (line.size() > 1 && line[0] == '+') installed.emplace(line.substr(1));
+      if (line.size() > 1 && line[0] == '-') installed.erase(std::string(line.substr(1)));
+      at = end + 1;
+    }
+    for (const std::string& d : rec.kept) {
+      if (!installed.count(d)) added.push_back(d);
+    }
+  }
+  text += history_entry(opts.command_line, rec.removed, added);
   Fs& fs = opts.fs ? *opts.fs : posix_fs();
   return write_file_atomic_at(meta_fd, "history", text, 0644, fs, shown);
 }
@@ -438,7 +464,7 @@ Result<Root> prepare_prefix(const LinkOptions& opts) {
 }
 
 LinkMode choose_mode(const LinkOptions& opts, const std::vector<LinkInput>& inputs,
-                     const std::vector<PackageState>& states, int prefix_fd) {
+                     const std::vector<PackageState>& states, int meta_fd) {
   if (opts.mode != LinkMode::kAuto) return opts.mode;
   std::pair<std::string, std::string> fallback;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -448,7 +474,7 @@ LinkMode choose_mode(const LinkOptions& opts, const std::vector<LinkInput>& inpu
     }
   }
   std::string probe_dir = opts.cache_root.empty() ? "" : path_join(opts.cache_root, "v1/tmp");
-  return probe_link_mode(probe_dir, fallback, prefix_fd);
+  return probe_link_mode(probe_dir, fallback, meta_fd);
 }
 
 }  // namespace
@@ -488,7 +514,7 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   plan_all(inputs, opts, states);  // 1. plan (parallel)
   phase_done("plan");
   resolve_clobbers(states);        // 2. clobber (serial, lock order)
-  summary.mode_used = choose_mode(opts, inputs, states, root.fd());
+  summary.mode_used = choose_mode(opts, inputs, states, meta.fd.get());
   phase_done("clobbers");
   OpContext ctx;
   ctx.prefix_fd = root.fd();
@@ -505,11 +531,13 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   std::vector<std::string> records;
   RecordOutcome rec =
       write_records(inputs, opts, summary.mode_used, meta.fd.get(), states, &records);  // 4.
-  MAT_RETURN_IF_ERROR(append_history(opts, meta.fd.get(), rec));
+  // A history that cannot be written does not hide which packages failed (on a full disk,
+  // those are what the user needs to see): it is reported beside them.
+  summary.history = append_history(opts, meta.fd.get(), rec);
   phase_done("records");
 
-  summary.complete = true;
-  std::string failures;
+  summary.complete = summary.history.ok();
+  std::string failures = summary.history.ok() ? "" : summary.history.to_string() + "\n";
   summary.results.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     PackageState& s = states[i];

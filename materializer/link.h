@@ -89,6 +89,9 @@ struct LinkSummary {
   std::vector<LinkPhase> phases;  // in order
   std::vector<LinkResult> results;  // results[i] for inputs[i]
   bool complete = false;            // every package linked and recorded
+  // Appending to conda-meta/history failed (disk full, read-only): not any one package's
+  // failure, so it is kept apart, and the per-package results above still stand.
+  Status history;
 };
 
 // Links all packages into opts.prefix. Per-package failures land in results[i]; only run-wide

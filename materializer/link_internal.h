@@ -195,9 +195,11 @@ Status make_prefix_dir(const OpContext& ctx, DirCache& dirs, const std::string& 
 
 // Chooses the link mode once per run: hardlink if a file in `probe_dir` (the cache's tmp
 // area; else `fallback` = (tree, tree-relative file) if that cannot be used) can be hard-linked
-// into the prefix, else reflink if FICLONE works, else copy. Leaves no file behind.
+// into `dst_dir_fd` (the prefix's conda-meta/: same file system, and the prefix lock's sweep
+// removes a probe that a killed run left there), else reflink if FICLONE works, else copy.
+// Leaves no file behind (but a killed run's temp names, see temp_name_for).
 LinkMode probe_link_mode(const std::string& probe_dir,
-                         const std::pair<std::string, std::string>& fallback, int prefix_fd);
+                         const std::pair<std::string, std::string>& fallback, int dst_dir_fd);
 
 // True if `target` (prefix-relative) is conda-meta or lies below it: only the installer
 // writes there (records, history, markers); a package member there is refused.
@@ -229,5 +231,13 @@ std::string history_entry(const std::string& command_line, const std::vector<std
 std::string history_dist(const std::string& channel, const std::string& subdir,
                          const std::string& name, const std::string& version,
                          const std::string& build);
+
+// A failure of the disk under the prefix (full, read-only, I/O error) names the prefix too: the
+// per-file messages give prefix-relative paths, and "write share/x" alone does not say which
+// file system ran out. Other failures (a hostile package) are left as they are.
+inline Status in_prefix_context(const Status& st, const std::string& prefix) {
+  if (st.code() != Code::kNoSpace && st.code() != Code::kIo) return st;
+  return st.with_context("in " + prefix);
+}
 
 }  // namespace mat::link_internal

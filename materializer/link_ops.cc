@@ -281,7 +281,7 @@ Status make_prefix_dir(const OpContext& ctx, DirCache& dirs, const std::string& 
 }
 
 LinkMode probe_link_mode(const std::string& probe_dir,
-                         const std::pair<std::string, std::string>& fallback, int prefix_fd) {
+                         const std::pair<std::string, std::string>& fallback, int dst_dir_fd) {
   std::string token = random_token();
   UniqueFd src_dir;
   std::string src_name;
@@ -307,19 +307,19 @@ LinkMode probe_link_mode(const std::string& probe_dir,
     src_dir = std::move(d->fd);
     src_name = std::string(name);
   }
-  std::string dst = ".materializer-probe-" + token;
+  std::string dst = temp_name_for(".materializer-probe");
   LinkMode mode = LinkMode::kCopy;
-  if (link_at(src_dir.get(), src_name, prefix_fd, dst, Existing::kFail) == 0) {
+  if (link_at(src_dir.get(), src_name, dst_dir_fd, dst, Existing::kFail) == 0) {
     mode = LinkMode::kHardlink;
   } else {
     UniqueFd in, out;
     if (open_read_at(src_dir.get(), src_name, &in) == 0 &&
-        create_file_at(prefix_fd, dst, 0600, Existing::kFail, &out) == 0 &&
+        create_file_at(dst_dir_fd, dst, 0600, Existing::kFail, &out) == 0 &&
         ioctl(out.get(), FICLONE, in.get()) == 0) {
       mode = LinkMode::kReflink;
     }
   }
-  unlink_at(prefix_fd, dst);
+  unlink_at(dst_dir_fd, dst);
   if (own_src) unlink_at(src_dir.get(), src_name);
   return mode;
 }

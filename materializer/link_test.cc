@@ -1,9 +1,11 @@
 // link_packages end to end on hand-built cache trees (no archives): every path type, link
 // modes, noarch python, legacy metadata, clobbering, records, history and failure handling.
 #include "materializer/link.h"
+#include "materializer/interrupt.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -486,6 +488,59 @@ TEST_F(LinkTest, MissingTreeFileFailsThePackageAndKeepsTheMarker) {
   EXPECT_TRUE(path_exists(p("conda-meta/good-1-0.json")));
   EXPECT_TRUE(path_exists(p("conda-meta/.materializer-incomplete")));
   EXPECT_EQ(slurp(p("conda-meta/history")).find("bad-1-0"), std::string::npos);
+}
+
+// Acts as if SIGINT arrived while the file `at` is being written.
+class InterruptAtFs : public InterruptibleFs {
+ public:
+  explicit InterruptAtFs(std::string at) : InterruptibleFs(posix_fs()), at_(std::move(at)) {}
+  Status write_all(int fd, const void* data, size_t len, const std::string& what) override {
+    if (what.find(at_) != std::string::npos) set_interrupt_for_testing(SIGINT);
+    return InterruptibleFs::write_all(fd, data, len, what);
+  }
+
+ private:
+  std::string at_;
+};
+
+TEST_F(LinkTest, InterruptStopsLinkingKeepsTheMarkerAndWritesNoRecord) {
+  Tree tr = full_tree(this, tree("foo", "1.0", "h0_0"));
+  std::vector<LinkInput> in = {input(tr, ref("foo", "1.0", "h0_0"))};
+  InterruptAtFs fs("etc/conf.sh");  // a file with a prefix placeholder: written, not linked
+  LinkOptions o = options();
+  o.fs = &fs;
+  Result<LinkSummary> s = link_packages(in, o);
+  set_interrupt_for_testing(0);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_FALSE(s->complete);
+  EXPECT_EQ(s->results[0].status.code(), Code::kCancelled) << s->results[0].status.to_string();
+  EXPECT_NE(s->results[0].status.message().find("interrupted (SIGINT)"), std::string::npos);
+  EXPECT_FALSE(path_exists(p("conda-meta/foo-1.0-h0_0.json")));
+  EXPECT_TRUE(path_exists(p("conda-meta/.materializer-incomplete")));
+  // Nothing half-written stays: no temp file of the records, history or marker.
+  DIR* d = opendir(p("conda-meta").c_str());
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = readdir(d)) EXPECT_FALSE(is_temp_name(e->d_name)) << e->d_name;
+  closedir(d);
+  // The rerun completes.
+  s = link_packages(in, options());
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->complete);
+}
+
+TEST_F(LinkTest, HistoryListsRecordsAKilledRunWroteBeforeItsHistoryEntry) {
+  Tree tr = full_tree(this, tree("foo", "1.0", "h0_0"));
+  std::vector<LinkInput> in = {input(tr, ref("foo", "1.0", "h0_0"))};
+  ASSERT_TRUE(link_packages(in, options()).ok());
+  // As a run killed between the records and the history leaves it: the record, no history.
+  ASSERT_EQ(unlink(p("conda-meta/history").c_str()), 0);
+  ASSERT_TRUE(link_packages(in, options()).ok());
+  std::string hist = slurp(p("conda-meta/history"));
+  EXPECT_NE(hist.find("\n+conda-forge/linux-64::foo-1.0-h0_0\n"), std::string::npos) << hist;
+  // Once listed, a rerun adds no second "+" line.
+  ASSERT_TRUE(link_packages(in, options()).ok());
+  std::string hist2 = slurp(p("conda-meta/history"));
+  EXPECT_EQ(hist2.find("+", hist.size()), std::string::npos) << hist2;
 }
 
 TEST_F(LinkTest, MissingTreeIsNotFound) {

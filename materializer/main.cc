@@ -18,6 +18,7 @@
 
 #include "fetch/fetcher.h"
 #include "materializer/install.h"
+#include "materializer/interrupt.h"
 
 namespace {
 
@@ -103,6 +104,9 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
 int main(int argc, char** argv) {
   // UTF-8 member names in archives are converted with the C locale's charset by libarchive.
   std::setlocale(LC_ALL, "C.UTF-8");
+  // SIGINT/SIGTERM: stop within a second, say so, exit 130/143 (interrupt.h). First thing, so
+  // that the window in which a signal still kills the process silently is only exec's.
+  mat::install_interrupt_handlers();
   // libzip converts each zip member's DOS time with mktime(), and with TZ unset glibc stats
   // /etc/localtime on every call (~1.6 stats per wheel member: 5.7k for the bench's wheels).
   // Naming the same file in TZ lets glibc load it once; local time stays the system's.

@@ -1,5 +1,8 @@
 #include "materializer/stamp.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -67,6 +70,29 @@ Status write_stamp(const std::string& prefix, const std::string& input_hash,
 Status remove_stamp(const std::string& prefix) {
   MAT_ASSIGN_OR_RETURN(Root root, Root::open(prefix, false, "the prefix"));
   return root.remove(kStampPath);
+}
+
+Result<UniqueFd> lock_prefix(const Root& root, const std::function<void()>& on_wait, int* swept) {
+  auto [dir, name] = split_parent(kPrefixLockPath);
+  MAT_ASSIGN_OR_RETURN(BeneathDir meta, root.dir(dir));
+  const std::string shown = path_join(root.path(), kPrefixLockPath);
+  UniqueFd fd(::openat(meta.fd.get(), std::string(name).c_str(),
+                       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoStatus(shown + ": open", errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Status(Code::kIo, shown + ": not a regular file; remove it and rerun");
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return ErrnoStatus(shown + ": lock", errno);
+    if (on_wait) on_wait();
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) return ErrnoStatus(shown + ": lock", errno);
+    }
+  }
+  MAT_ASSIGN_OR_RETURN(int n, sweep_temp_files_at(meta.fd.get(), path_join(root.path(), dir)));
+  if (swept) *swept = n;
+  return fd;
 }
 
 }  // namespace mat

@@ -5,9 +5,11 @@
 // conda-meta file present) and stops: no lock parsing, no cache, no per-file work.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "materializer/base/beneath.h"
 #include "materializer/base/status.h"
 #include "materializer/install.h"
 
@@ -29,5 +31,18 @@ Status write_stamp(const std::string& prefix, const std::string& input_hash,
 
 // Removed before a prefix is modified, so an interrupted run never looks like a no-op.
 Status remove_stamp(const std::string& prefix);
+
+// conda-meta/.materializer-lock: flock()ed by the run that is changing the prefix, from before
+// the stamp is removed until the process exits (the kernel drops it however the process ends,
+// SIGKILL included). Two installs into one prefix take turns instead of interleaving.
+inline constexpr const char* kPrefixLockPath = "conda-meta/.materializer-lock";
+
+// Takes the prefix lock (conda-meta/ must exist; the lock file is made 0600 beneath the prefix,
+// never through a symlink), blocking while another run holds it: `on_wait` is called once
+// first, to say so. Then, holding it, removes the temp files runs killed before left in
+// conda-meta/ (records, history, markers, the link-mode probe: every temp file materializer
+// makes in a prefix lives there), so none stays for ever; *swept gets their number. The lock
+// lasts as long as the returned fd. Errors: kIo/kNoSpace naming the path.
+Result<UniqueFd> lock_prefix(const Root& root, const std::function<void()>& on_wait, int* swept);
 
 }  // namespace mat

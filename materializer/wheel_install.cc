@@ -40,6 +40,7 @@
 #include "cache/wheel_record.h"
 #include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
+#include "materializer/interrupt.h"
 #include "materializer/link_internal.h"
 #include "materializer/wheel.h"
 #include "materializer/wheel_internal.h"
@@ -232,6 +233,11 @@ void link_all(const std::vector<WheelInput>& inputs, const OpContext& ctx,
         for (size_t k = r.begin(); k != r.end(); ++k) {
           WheelState& s = states[actions[k].wheel];
           if (s.failed.load(std::memory_order_relaxed)) continue;
+          // SIGINT/SIGTERM: stop between two files (one relaxed load per file).
+          if (interrupted()) {
+            fail(s, interrupted_status("installing"));
+            continue;
+          }
           const FileAction& a = s.plan.files[actions[k].file];
           Clock::time_point t0 = Clock::now();
           guarded(s, [&] {
@@ -245,7 +251,7 @@ void link_all(const std::vector<WheelInput>& inputs, const OpContext& ctx,
               link_internal::OpOutcome out;
               st = link_internal::link_path(ctx, dirs, inputs[actions[k].wheel].tree, e, &out);
             }
-            if (!st.ok()) return fail(s, st);
+            if (!st.ok()) return fail(s, link_internal::in_prefix_context(st, ctx.prefix));
             s.files++;
           });
           s.nanos += elapsed_ns(t0);
@@ -431,7 +437,8 @@ Result<WheelSummary> install_wheels(const std::vector<WheelInput>& inputs,
   MAT_ASSIGN_OR_RETURN(Root prefix, Root::open(opts.prefix, true, "the prefix"));
   // conda-meta/ (made by the driver before the conda packages) is never a wheel's to write.
   struct stat meta_st {};
-  if (Result<BeneathDir> meta = prefix.dir("conda-meta"); meta.ok()) {
+  Result<BeneathDir> meta = prefix.dir("conda-meta");
+  if (meta.ok()) {
     if (fstat(meta->fd.get(), &meta_st) != 0)
       return ErrnoStatus(opts.prefix + "/conda-meta", errno);
   }
@@ -453,7 +460,9 @@ Result<WheelSummary> install_wheels(const std::vector<WheelInput>& inputs,
       if (!states[i].failed) fallback = {inputs[i].tree, states[i].plan.dist_info + "/RECORD"};
     }
     std::string probe_dir = opts.cache_root.empty() ? "" : path_join(opts.cache_root, "v1/tmp");
-    summary.mode_used = link_internal::probe_link_mode(probe_dir, fallback, prefix.fd());
+    // Probed in conda-meta/, where the prefix lock's sweep finds what a killed run left.
+    summary.mode_used = link_internal::probe_link_mode(
+        probe_dir, fallback, meta.ok() ? meta->fd.get() : prefix.fd());
   }
   OpContext ctx;
   ctx.prefix_fd = prefix.fd();

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -25,6 +26,8 @@ std::atomic<bool> g_force_walk{false};
 
 // The kernel's MAXSYMLINKS: a cycle of links ends with ELOOP, as it would in open(2).
 constexpr int kMaxSymlinks = 40;
+// Marks write_file_atomic_at()'s temp names: "<name>.tmp-<pid>-<token>".
+constexpr std::string_view kTempInfix = ".tmp-";
 // openat2 returns EAGAIN when a rename or mount raced a ".." step; it is safe to retry.
 constexpr int kMaxAgain = 8;
 
@@ -278,14 +281,7 @@ Result<std::string> read_file_at(int dir_fd, std::string_view name, const std::s
 Status write_file_atomic_at(int dir_fd, std::string_view name, std::string_view data, mode_t mode,
                             Fs& fs, const std::string& shown) {
   if (!one_component(name)) return ErrnoStatus("create " + shown, EINVAL);
-  // The temp name must fit NAME_MAX too: a long `name` lends only its first 200 bytes (cut
-  // back to a UTF-8 boundary).
-  size_t keep = std::min<size_t>(name.size(), 200);
-  while (keep > 0 && keep < name.size() && (static_cast<unsigned char>(name[keep]) & 0xc0) == 0x80) {
-    --keep;
-  }
-  std::string tmp =
-      std::string(name.substr(0, keep)) + ".tmp-" + std::to_string(::getpid()) + "-" + random_token();
+  std::string tmp = temp_name_for(name);
   UniqueFd fd;
   if (int err = create_file_at(dir_fd, tmp, mode, Existing::kFail, &fd)) {
     return ErrnoStatus("create " + shown + " (temp file)", err);
@@ -296,6 +292,53 @@ Status write_file_atomic_at(int dir_fd, std::string_view name, std::string_view 
   if (st.ok()) st = fs.rename_at(dir_fd, tmp, dir_fd, std::string(name), shown);
   if (!st.ok()) ::unlinkat(dir_fd, tmp.c_str(), 0);
   return st;
+}
+
+std::string temp_name_for(std::string_view name) {
+  // The temp name must fit NAME_MAX too: a long `name` lends only its first 200 bytes (cut
+  // back to a UTF-8 boundary).
+  size_t keep = std::min<size_t>(name.size(), 200);
+  while (keep > 0 && keep < name.size() && (static_cast<unsigned char>(name[keep]) & 0xc0) == 0x80) {
+    --keep;
+  }
+  return std::string(name.substr(0, keep)) + std::string(kTempInfix) + std::to_string(::getpid()) + "-" +
+         random_token();
+}
+
+std::optional<pid_t> temp_name_pid(std::string_view name) {
+  // "<anything>.tmp-<digits>-<hex>": scan back over the hex token, '-', the digits.
+  size_t i = name.size();
+  auto back_over = [&](auto pred) {
+    size_t end = i;
+    while (i > 0 && pred(name[i - 1])) --i;
+    return i < end;
+  };
+  if (!back_over([](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
+    return std::nullopt;
+  }
+  if (i == 0 || name[--i] != '-') return std::nullopt;
+  size_t digits_end = i;
+  if (!back_over([](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  if (i < kTempInfix.size() || name.substr(i - kTempInfix.size(), kTempInfix.size()) != kTempInfix ||
+      digits_end - i > 9) {
+    return std::nullopt;
+  }
+  return static_cast<pid_t>(std::stol(std::string(name.substr(i, digits_end - i))));
+}
+
+Result<int> sweep_temp_files_at(int dir_fd, const std::string& shown, pid_t only_pid) {
+  MAT_ASSIGN_OR_RETURN(std::vector<std::string> names, list_dir_at(dir_fd, shown));
+  int removed = 0;
+  for (const std::string& n : names) {
+    std::optional<pid_t> pid = temp_name_pid(n);
+    if (!pid || (only_pid != 0 && *pid != only_pid)) continue;
+    if (::unlinkat(dir_fd, n.c_str(), 0) == 0) {
+      ++removed;
+    } else if (errno != ENOENT && errno != EISDIR) {
+      return ErrnoStatus(path_join(shown, n) + ": remove temp file", errno);
+    }
+  }
+  return removed;
 }
 
 Result<std::vector<std::string>> list_dir_at(int dir_fd, const std::string& shown) {

@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -88,11 +89,26 @@ int read_link_at(int dir_fd, std::string_view name, std::string* target);
 
 // Reads the whole file `name` (O_NOFOLLOW). Errors name `shown`.
 Result<std::string> read_file_at(int dir_fd, std::string_view name, const std::string& shown);
-// Writes `data` to a new temp file in dir_fd, fsyncs it and renames it over `name`: readers
-// see the old or the new content, and an existing `name` (even a hard link into the cache) is
-// replaced, never written to. Writes, fsync and rename go through `fs`. Errors name `shown`.
+// Writes `data` to a new temp file in dir_fd (temp_name_for(name)), fsyncs it and renames it
+// over `name`: readers see the old or the new content, and an existing `name` (even a hard link
+// into the cache) is replaced, never written to. Writes, fsync and rename go through `fs`; on
+// failure the temp file is removed. Errors name `shown`. A process killed meanwhile leaves the
+// temp file: sweep_temp_files_at() removes it on the next run.
 Status write_file_atomic_at(int dir_fd, std::string_view name, std::string_view data, mode_t mode,
                             Fs& fs, const std::string& shown);
+
+// The temp name write_file_atomic_at() uses for `name`: "<name>.tmp-<pid>-<token>" (`name` cut
+// to 200 bytes at a UTF-8 boundary, so the whole fits NAME_MAX). Unique per call.
+std::string temp_name_for(std::string_view name);
+// The pid in a name temp_name_for() makes (".tmp-<digits>-<hex>" at the end); nullopt for
+// any other name.
+std::optional<pid_t> temp_name_pid(std::string_view name);
+inline bool is_temp_name(std::string_view name) { return temp_name_pid(name).has_value(); }
+// Removes every entry of dir_fd that is_temp_name() (not directories), whoever made it: the
+// caller must hold the lock that keeps other writers of the directory away (the prefix lock).
+// With `only_pid`, only that process's. Returns how many were removed. Errors name `shown`.
+// Cost: one readdir, one unlink per temp file.
+Result<int> sweep_temp_files_at(int dir_fd, const std::string& shown, pid_t only_pid = 0);
 // The names in the directory, without "." and "..", unsorted.
 Result<std::vector<std::string>> list_dir_at(int dir_fd, const std::string& shown);
 

@@ -287,5 +287,41 @@ TEST(BeneathFailures, AtomicWriteLeavesNoTempFileWhenTheRenameFails) {
   remove_all(dir).ignore();
 }
 
+TEST(BeneathTempNames, TempNamesAreRecognisedAndNothingElse) {
+  for (std::string name : {std::string("history"), std::string("zlib-1.3-h0_1.json"),
+                           std::string(250, 'r') + ".json", std::string(".materializer-probe")}) {
+    std::string tmp = temp_name_for(name);
+    EXPECT_TRUE(is_temp_name(tmp)) << tmp;
+    EXPECT_LE(tmp.size(), 255u) << tmp;
+    EXPECT_FALSE(is_temp_name(name)) << name;
+  }
+  EXPECT_EQ(temp_name_pid(temp_name_for("history")), getpid());
+  EXPECT_EQ(temp_name_pid("x.json.tmp-4242-00ff"), pid_t{4242});  // another process's
+  for (const char* other : {"x.tmp-", "x.tmp-12", "x.tmp-12-", "x.tmp--ab", "x.tmp-1a-ff",
+                            "x.tmp-12-xyz", ".tmp-12-ab.json", "tmp-12-ab", "history"}) {
+    EXPECT_FALSE(is_temp_name(other)) << other;
+  }
+}
+
+TEST(BeneathTempNames, SweepRemovesTempFilesOnly) {
+  char tmpl[] = "/tmp/mat-beneath-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  UniqueFd fd(open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  for (const char* name : {"a.json", "history", "a.json.tmp-1-ab12", "history.tmp-99999-ff"}) {
+    UniqueFd f;
+    ASSERT_EQ(create_file_at(fd.get(), name, 0644, Existing::kFail, &f), 0) << name;
+  }
+  ASSERT_EQ(mkdir_at(fd.get(), "d.tmp-1-ab", 0755), 0);  // not a file: left alone
+  Result<int> removed = sweep_temp_files_at(fd.get(), dir, /*only_pid=*/99999);
+  ASSERT_TRUE(removed.ok()) << removed.status().to_string();
+  EXPECT_EQ(*removed, 1);
+  removed = sweep_temp_files_at(fd.get(), dir);
+  ASSERT_TRUE(removed.ok()) << removed.status().to_string();
+  EXPECT_EQ(*removed, 1);
+  EXPECT_EQ(names_in(dir), (std::vector<std::string>{"a.json", "d.tmp-1-ab", "history"}));
+  remove_all(dir).ignore();
+}
+
 }  // namespace
 }  // namespace mat

@@ -28,6 +28,9 @@ std::string Status::to_string() const {
 
 Status ErrnoStatus(const std::string& what, int err) {
   std::string msg = what + ": " + std::strerror(err);
+  // The conditions a user fixes outside materializer get their errno name too, as the
+  // documentation and the search engines spell them.
+  if (err == ENOSPC || err == EDQUOT || err == EROFS) msg += std::string(" (") + strerrorname_np(err) + ")";
   if (err == ENOSPC || err == EDQUOT) {
     return Status(Code::kNoSpace, msg + "; free some disk space and retry");
   }
