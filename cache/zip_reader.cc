@@ -70,7 +70,9 @@ Result<std::unique_ptr<ZipReader>> ZipReader::open_checked(
     zip_error_init_with_code(&err, code);
     std::string msg = zip_error_text(&err);
     zip_error_fini(&err);
-    if (code == ZIP_ER_NOENT) return NotFound(shown + ": " + msg);
+    // No kNotFound here, whatever the code: the file is open. libzip 1.7 also says ZIP_ER_NOENT
+    // ("No such file") for a central directory it cannot make sense of, which is a damaged
+    // archive, not a missing one (callers treat kNotFound as "fetch it again").
     if (code == ZIP_ER_OPEN || code == ZIP_ER_READ) return IoError(shown + ": " + msg);
     return Corrupt(shown + ": not a readable zip archive: " + msg);
   }

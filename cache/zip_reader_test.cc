@@ -267,5 +267,23 @@ TEST_F(ZipReaderTest, NotAZipIsCorrupt) {
   }
 }
 
+// Found by the zip_reader fuzz target (before the layout check existed): a ZIP64 marker
+// (0xFFFFFFFF) in a central directory field without the ZIP64 extra field made libzip 1.7 fail
+// with ZIP_ER_NOENT ("No such file"), reported as kNotFound: the driver then said "the file does
+// not exist there: check the channel/mirror URL" about an archive it had just downloaded. Now
+// check_zip_layout refuses it first, and open_checked never says kNotFound for an open file.
+TEST_F(ZipReaderTest, Zip64MarkerWithoutExtraFieldIsCorruptNotMissing) {
+  const std::string good = testing::make_zip({{"a.py", 'f', "x"}, {"b.py", 'f', "y"}});
+  for (size_t field : {20u, 24u, 42u}) {  // compressed size, size, local header offset
+    SCOPED_TRACE(field);
+    std::string zip = good;
+    put32(zip, central(zip, 1) + field, 0xFFFFFFFFu);
+    auto z = open(zip);
+    ASSERT_FALSE(z.ok());
+    EXPECT_EQ(z.status().code(), Code::kCorrupt) << z.status().to_string();
+    EXPECT_NE(z.status().message().find("t.whl"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace mat::cache

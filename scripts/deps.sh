@@ -9,6 +9,7 @@ PKGS=(
   libtomlplusplus-dev libxml2-dev libsimdjson-dev libzip-dev libisal-dev zlib1g-dev
   python3 python3-yaml python3-zstandard python3-pip python3-installer python3-wheel
   zstd bzip2 unzip xxhash openssl nginx-light curl time
+  clang libclang-rt-dev  # scripts/fuzz.sh: libFuzzer and the sanitizers' runtimes for clang
 )
 # bench/startup.py also needs: the chart, the peers and the floor tools (scripts/deps.sh --bench).
 if [ "${1:-}" = "--bench" ]; then

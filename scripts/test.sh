@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # The whole test suite: dependencies, release build, every CTest test (unit, end-to-end against
-# python http.server and nginx on 127.0.0.1, bad-input), then all of it again under ASan+UBSan.
-# Usage: scripts/test.sh [--no-asan]
+# python http.server and nginx on 127.0.0.1, bad-input, the fuzz seed corpus replayed), a bounded
+# libFuzzer run of every fuzz target (scripts/fuzz.sh: about a minute; fails on any crash), then
+# all of it again under ASan+UBSan.
+# Usage: scripts/test.sh [--no-fuzz] [--no-asan]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fuzz=1
+asan=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-fuzz) fuzz=0 ;;
+    --no-asan) asan=0 ;;
+    *) echo "test.sh: unknown option $arg (usage: scripts/test.sh [--no-fuzz] [--no-asan])" >&2; exit 2 ;;
+  esac
+done
 scripts/deps.sh
 scripts/build.sh release
 ctest --preset release -j 2
-if [ "${1:-}" != "--no-asan" ]; then
+if [ "$fuzz" = 1 ]; then
+  scripts/fuzz.sh
+fi
+if [ "$asan" = 1 ]; then
   scripts/build.sh asan
   ctest --preset asan -j 2
 fi
