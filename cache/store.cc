@@ -49,6 +49,12 @@ bool is_regular(const std::string& path, int64_t* size = nullptr) {
   return true;
 }
 
+// A tree file's digest as its manifest records it (SHA-256; XXH3 in version-1 manifests).
+Result<std::string> file_digest(const std::string& path, ManifestEntry::Digest kind) {
+  if (kind == ManifestEntry::Digest::kXxh3) return xxh3_file(path);
+  return hash_file(path, HashKind::kSha256);
+}
+
 bool is_real_dir(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -76,7 +82,7 @@ class TempDirGuard {
   std::string path_;
 };
 
-// What is on disk (no xxh3: verify hashes files only when size and mode match).
+// What is on disk (no digest: verify hashes files only when size and mode match).
 struct DiskEntry {
   ManifestEntry e;
   bool special = false;  // device, fifo or socket: extraction never makes one
@@ -211,7 +217,8 @@ class PendingArchiveImpl final : public PendingArchive {
 
 class StoreImpl final : public Store {
  public:
-  StoreImpl(Paths paths, Fs& fs) : paths_(std::move(paths)), fs_(fs) {}
+  StoreImpl(Paths paths, Fs& fs, const ExtractLimits& limits)
+      : paths_(std::move(paths)), fs_(fs), limits_(limits) {}
 
   const std::string& root() const override { return paths_.root(); }
 
@@ -274,6 +281,7 @@ class StoreImpl final : public Store {
 
   Paths paths_;
   Fs& fs_;
+  const ExtractLimits limits_;
   // Extraction buffers, one per thread (STYLE §5): 256 KiB each, reused across packages.
   mutable tbb::enumerable_thread_specific<ExtractScratch> scratch_;
   // Renames into archives/ and trees/ since the last sync_dirs().
@@ -355,7 +363,7 @@ Result<std::unique_ptr<PendingTree>> StoreImpl::extract_pending(const Key& key,
                                                                 const std::string& archive_path,
                                                                 ArchiveFormat f) const {
   return make_tree(key, [&](const std::string& pkg) {
-    return extract_archive(archive_path, f, pkg, fs_, scratch_.local());
+    return extract_archive(archive_path, f, pkg, fs_, scratch_.local(), limits_);
   });
 }
 
@@ -365,7 +373,7 @@ Result<std::unique_ptr<PendingTree>> StoreImpl::extract_streamed(const Key& key,
                                                                  const ByteSource& next) const {
   if (f != ArchiveFormat::kConda) return Internal("only .conda archives are extracted streamed");
   return make_tree(key, [&](const std::string& pkg) {
-    return extract_conda_stream(next, archive_path, pkg, fs_, scratch_.local());
+    return extract_conda_stream(next, archive_path, pkg, fs_, scratch_.local(), limits_);
   });
 }
 
@@ -463,10 +471,12 @@ std::vector<VerifyProblem> StoreImpl::verify_tree(const std::string& name) const
       } else if (h.mode != w.mode) {
         problem(path, "mode changed: expected " + std::to_string(w.mode) + ", found " +
                           std::to_string(h.mode));
-      } else if (auto x = xxh3_file(path_join(pkg, path)); !x.ok()) {
+      } else if (auto x = file_digest(path_join(pkg, path), w.digest_kind); !x.ok()) {
         problem(path, x.status().message());
-      } else if (*x != w.xxh3) {
-        problem(path, "xxh3 mismatch: expected " + w.xxh3 + ", got " + *x);
+      } else if (*x != w.digest_hex()) {
+        problem(path,
+                std::string(w.digest_kind == ManifestEntry::Digest::kXxh3 ? "xxh3" : "sha256") +
+                    " mismatch: expected " + w.digest_hex() + ", got " + *x);
       }
     }
   }
@@ -556,13 +566,14 @@ void drop_page_cache(const std::string& path) {
   if (fd.valid()) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
 }
 
-Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs) {
+Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs,
+                                           const ExtractLimits& limits) {
   Paths paths(absolute_path(root));
   for (const std::string* dir :
        {&paths.archives_dir(), &paths.trees_dir(), &paths.locks_dir(), &paths.tmp_dir()}) {
     MAT_RETURN_IF_ERROR(make_dirs(*dir).with_context("open cache " + paths.root()));
   }
-  return std::unique_ptr<Store>(new StoreImpl(std::move(paths), fs));
+  return std::unique_ptr<Store>(new StoreImpl(std::move(paths), fs, limits));
 }
 
 }  // namespace mat::cache
