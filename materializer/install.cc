@@ -822,7 +822,7 @@ int run_install(const InstallOptions& in) {
                          static_cast<size_t>(jobs) + 1);
   tbb::task_arena arena(jobs, 0);
 
-  auto store = cache::Store::open(opts.cache_dir);
+  auto store = cache::Store::open(opts.cache_dir, posix_fs(), opts.extract_limits);
   if (!store.ok()) {
     std::fprintf(stderr, "error: cache %s: %s\n", opts.cache_dir.c_str(),
                  store.status().to_string().c_str());

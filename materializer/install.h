@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "cache/store.h"
 #include "materializer/link.h"
 #include "materializer/lock.h"
 
@@ -22,6 +23,8 @@ struct InstallOptions {
   int max_downloads = 50;
   bool offline = false;
   bool stream = true;  // --no-stream: extract a .conda only once its download ended
+  // --max-expanded-size, --max-expansion-ratio, --max-files-per-package
+  cache::ExtractLimits extract_limits;
   std::string report_path;
   std::string trace_path;  // --trace: Chrome trace-event JSON
   bool force = false;      // --force: ignore the no-op stamp
