@@ -151,9 +151,19 @@ struct PathsEntry {
 // One element of "paths"; an error message fragment when malformed.
 std::string parse_paths_entry(simdjson::ondemand::value item, PathsEntry* out) {
   simdjson::ondemand::object obj;
-  if (item.get_object().get(obj) != simdjson::SUCCESS)
+  if (item.get_object().get(obj) != simdjson::SUCCESS) {
     return "an entry of 'paths' is not an object";
-  bool have_path = false;
+  }
+  // Keys are compared unescaped, as the link stage's parser reads them, and a key may appear
+  // once: with "size_in_bytes" twice, this check and the conda-meta record could each take a
+  // different one.
+  constexpr unsigned kPath = 1, kType = 2, kSha = 4, kSize = 8;
+  unsigned seen = 0;
+  auto once = [&](unsigned bit) {
+    bool first = (seen & bit) == 0;
+    seen |= bit;
+    return first;
+  };
   for (auto field : obj) {
     std::string_view key;
     simdjson::ondemand::value v;
@@ -161,22 +171,28 @@ std::string parse_paths_entry(simdjson::ondemand::value item, PathsEntry* out) {
         field.value().get(v) != simdjson::SUCCESS) {
       return "not valid JSON";
     }
+    const unsigned bit = key == "_path"           ? kPath
+                         : key == "path_type"     ? kType
+                         : key == "sha256"        ? kSha
+                         : key == "size_in_bytes" ? kSize
+                                                  : 0;
+    if (bit == 0) continue;
+    if (!once(bit)) return "an entry of 'paths' repeats the key '" + std::string(key) + "'";
     bool null = false;
     if (v.is_null().get(null) != simdjson::SUCCESS) return "not valid JSON";
-    if (key == "_path") {
+    if (bit == kPath) {
       if (v.get_string().get(out->path) != simdjson::SUCCESS) return "'_path' is not a string";
-      have_path = true;
-    } else if (key == "path_type" && !null) {
+    } else if (null) {
+      continue;  // as if absent
+    } else if (bit == kType) {
       if (v.get_string().get(out->type) != simdjson::SUCCESS) return "'path_type' is not a string";
-    } else if (key == "sha256" && !null) {
+    } else if (bit == kSha) {
       if (v.get_string().get(out->sha256) != simdjson::SUCCESS) return "'sha256' is not a string";
-    } else if (key == "size_in_bytes" && !null) {
-      if (v.get_int64().get(out->size) != simdjson::SUCCESS || out->size < 0) {
-        return "'size_in_bytes' is not a size";
-      }
+    } else if (v.get_int64().get(out->size) != simdjson::SUCCESS || out->size < 0) {
+      return "'size_in_bytes' is not a size";
     }
   }
-  if (!have_path) return "an entry of 'paths' has no '_path'";
+  if ((seen & kPath) == 0) return "an entry of 'paths' has no '_path'";
   return "";
 }
 

@@ -247,6 +247,10 @@ TEST_F(CondaMetadataTest, UnsafeOrMalformedPathsJsonIsCorrupt) {
       {R"({"paths": [{"_path": "bin/tool", "size_in_bytes": -5}]})", "is not a size"},
       {R"({"paths": [{"_path": "bin/tool", "sha256": 7}]})", "'sha256' is not a string"},
       {R"({"paths": [1]})", "not an object"},
+      // The link stage's parser takes the first of a repeated key: it must not differ from
+      // what is checked here, so a repeat is refused.
+      {R"({"paths": [{"_path": "bin/tool", "size_in_bytes": 1, "size_in_bytes": 18}]})",
+       "repeats the key 'size_in_bytes'"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.json);
@@ -255,6 +259,13 @@ TEST_F(CondaMetadataTest, UnsafeOrMalformedPathsJsonIsCorrupt) {
     expect_corrupt("t-1-0.conda", testing::make_conda(info, kPkg),
                    {"info/paths.json is malformed", c.phrase});
   }
+  // Keys are compared unescaped, as the link stage reads them: "sha256" spelled with escapes is
+  // still checked.
+  std::vector<Member> escaped = kIndex;
+  escaped.push_back({"info/paths.json", 'f',
+                     R"({"paths": [{"_path": "bin/tool", "sha\u0032\u0035\u0036": "abc"}]})"});
+  expect_corrupt("t-1-0.conda", testing::make_conda(escaped, kPkg),
+                 {"bin/tool: info/paths.json gives 'abc' as sha256"});
   auto entries = kpkg_entries();
   entries[0] = entry("bin/tool", "hardlink", R"(, "sha256": "abc")");
   expect_corrupt("t-1-0.conda", conda_with_paths(entries),
