@@ -135,10 +135,11 @@ std::string u64_hex(uint64_t v) {
   return buf;
 }
 
-std::string manifest_to_json(const Key& key, const Manifest& m) {
+Status write_manifest_json(const Key& key, const Manifest& m,
+                           const std::function<Status(std::string_view)>& sink) {
+  constexpr size_t kPiece = 256 << 10;
   std::string out;
-  // ~110 bytes per file entry with its path: one allocation in the common case.
-  out.reserve(64 + m.size() * 128);
+  out.reserve(kPiece + 8192);
   out.append("{\"version\":").append(std::to_string(kManifestVersion)).append(",\"key\":");
   append_json_string(&out, key.str());
   out.append(",\"files\":{");
@@ -158,8 +159,21 @@ std::string manifest_to_json(const Key& key, const Manifest& m) {
       append_json_string(&out, e.target);
     }
     out.push_back('}');
+    if (out.size() >= kPiece) {
+      MAT_RETURN_IF_ERROR(sink(out));
+      out.clear();
+    }
   }
   out.append("}}");
+  return sink(out);
+}
+
+std::string manifest_to_json(const Key& key, const Manifest& m) {
+  std::string out;
+  write_manifest_json(key, m, [&out](std::string_view piece) {
+    out.append(piece);
+    return Status::Ok();
+  }).ignore();  // this sink never fails
   return out;
 }
 

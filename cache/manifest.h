@@ -16,6 +16,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -50,9 +51,13 @@ using Manifest = std::map<std::string, ManifestEntry>;
 
 const char* type_name(ManifestEntry::Type t);
 
-// Serialises (version 2); never throws. Written directly, without a JSON document in memory
-// (for 200k files a DOM cost ~110 MB; this costs the output string). REQUIRES: all paths and
-// targets are valid UTF-8 (extraction guarantees it).
+// Serialises (version 2) into `sink`, in pieces of about 256 KiB: neither a JSON document nor
+// the whole text is ever in memory (for 200k files a DOM cost ~110 MB, the text ~25 MB). Stops
+// at the sink's first error and returns it. Never throws. Names that are not valid UTF-8 (which
+// extraction never produces) are written with U+FFFD in place of their bytes.
+Status write_manifest_json(const Key& key, const Manifest& m,
+                           const std::function<Status(std::string_view)>& sink);
+// The same into one string (tests).
 std::string manifest_to_json(const Key& key, const Manifest& m);
 
 // Parses manifest.json, version 1 or 2; kCorrupt naming `what` if it is neither.

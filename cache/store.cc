@@ -272,7 +272,7 @@ class StoreImpl final : public Store {
   Status remove_entry(const Key& key) const override;
 
  private:
-  Status write_manifest(const std::string& path, const std::string& json) const;
+  Status write_manifest(const std::string& path, const Key& key, const Manifest& m) const;
   Result<std::unique_ptr<PendingTree>> make_tree(
       const Key& key, const std::function<Result<Manifest>(const std::string& pkg)>& fill) const;
   std::vector<VerifyProblem> verify_archive(const std::string& name) const;
@@ -289,10 +289,13 @@ class StoreImpl final : public Store {
   friend class PendingTreeImpl;
 };
 
-Status StoreImpl::write_manifest(const std::string& path, const std::string& json) const {
+Status StoreImpl::write_manifest(const std::string& path, const Key& key,
+                                 const Manifest& m) const {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd.valid()) return ErrnoStatus("create " + path, errno);
-  MAT_RETURN_IF_ERROR(fs_.write_all(fd.get(), json.data(), json.size(), path));
+  MAT_RETURN_IF_ERROR(write_manifest_json(key, m, [&](std::string_view piece) {
+    return fs_.write_all(fd.get(), piece.data(), piece.size(), path);
+  }));
   if (::close(fd.release()) != 0) return ErrnoStatus("close " + path, errno);
   return Status::Ok();
 }
@@ -354,7 +357,7 @@ Result<std::unique_ptr<PendingTree>> StoreImpl::make_tree(
   std::string pkg = Paths::pkg_in(tmp);
   if (::mkdir(pkg.c_str(), 0755) != 0) return ErrnoStatus("create " + pkg, errno);
   MAT_ASSIGN_OR_RETURN(Manifest m, fill(pkg));
-  MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), manifest_to_json(key, m)));
+  MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), key, m));
   guard.release();
   return std::unique_ptr<PendingTree>(new PendingTreeImpl(*this, key, std::move(tmp), stats_of(m)));
 }

@@ -510,6 +510,27 @@ TEST(ManifestTest, RoundTripsNamesThatNeedEscaping) {
   auto back = parse_manifest(json, "m");
   ASSERT_TRUE(back.ok()) << back.status().to_string();
   EXPECT_EQ(*back, m);
+  // A big manifest reaches the sink in pieces; the sink's error stops the writing.
+  Manifest big;
+  for (int i = 0; i < 20000; ++i) big["share/f" + std::to_string(i)] = m["plain"];
+  int pieces = 0;
+  std::string joined;
+  Status st = write_manifest_json(key, big, [&](std::string_view piece) {
+    ++pieces;
+    EXPECT_LE(piece.size(), (256u << 10) + 8192);
+    joined.append(piece);
+    return Status::Ok();
+  });
+  EXPECT_TRUE(st.ok());
+  EXPECT_GT(pieces, 4);
+  EXPECT_EQ(joined, manifest_to_json(key, big));
+  pieces = 0;
+  st = write_manifest_json(key, big, [&](std::string_view) {
+    ++pieces;
+    return NoSpace("disk full");
+  });
+  EXPECT_EQ(st.code(), Code::kNoSpace);
+  EXPECT_EQ(pieces, 1);
   // Broken or foreign manifests are kCorrupt.
   for (const char* bad : {"", "[]", "{\"version\":3,\"files\":{}}", "{\"version\":2}",
                           "{\"version\":2,\"files\":{\"a\":{\"type\":\"file\"}}}",
