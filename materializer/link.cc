@@ -346,7 +346,7 @@ RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOpti
     guarded(s, [&] {
       std::string fn = record_file_name(s.plan);
       RecordInput in{&inputs[i], &s.plan, &s.sha256_in_prefix, s.md5, s.sha256, s.size, mode};
-      std::string text = build_prefix_record(in).dump(2, ' ', true) + "\n";
+      std::string text = prefix_record_text(in);
       Status st = write_file_atomic(path_join(meta_dir, fn), text, 0644, fs);
       if (!st.ok()) return fail(s, st);
       file_names[i] = std::move(fn);
