@@ -105,6 +105,16 @@ const char* hint_for(Code c) {
   }
 }
 
+// Extraction errors name the archive by its file in the cache (a temp name, or the digest):
+// `st` with that name replaced by the lock's file name for the package, which people know.
+Status named_for(const Status& st, const std::string& archive_path, const PackageRef& ref) {
+  const std::string cached = base_name(archive_path);
+  const std::string& known = ref.file_name.empty() ? ref.name : ref.file_name;
+  std::string msg = st.message();
+  if (cached.empty() || known.empty() || !msg.starts_with(cached)) return st;
+  return Status(st.code(), known + msg.substr(cached.size()));
+}
+
 // Adapts a cache PendingArchive to fetch's Sink, counting bytes for the progress line.
 // When the package may be streamed, tells its GrowingFile how far the file has grown (the end
 // is told by on_fetched, once the digest is verified).
@@ -443,7 +453,8 @@ class Pipeline {
     // The download is complete and verified (on_fetched left the package to this thread).
     if (!tree.ok()) {
       progress_.detail(label(*s.ref) + ": extracting while downloading failed (" +
-                       tree.status().to_string() + "); extracting from the file");
+                       named_for(tree.status(), s.growing_path, *s.ref).to_string() +
+                       "); extracting from the file");
       schedule(i, /*publish=*/true, s.bytes, latch);
       return;
     }
@@ -537,7 +548,7 @@ class Pipeline {
     trace_.add(s.ref->name, "extract", t0, Clock::now(), Trace::worker_lane());
     progress_.extract_done();
     if (!tree.ok()) {
-      s.status = tree.status();
+      s.status = named_for(tree.status(), archive, *s.ref);
       // A verified archive that will not extract is unsafe or damaged: drop the whole entry
       // so the next run downloads afresh instead of failing on the cached copy forever.
       if (r.publish) {
