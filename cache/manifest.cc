@@ -2,7 +2,6 @@
 
 #include <simdjson.h>
 
-#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 
@@ -127,12 +126,6 @@ const char* type_name(ManifestEntry::Type t) {
 
 std::string ManifestEntry::digest_hex() const {
   return hex_of(digest.data(), digest_kind == Digest::kXxh3 ? 8 : digest.size());
-}
-
-std::string u64_hex(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return buf;
 }
 
 Status write_manifest_json(const Key& key, const Manifest& m,

@@ -63,7 +63,4 @@ std::string manifest_to_json(const Key& key, const Manifest& m);
 // Parses manifest.json, version 1 or 2; kCorrupt naming `what` if it is neither.
 Result<Manifest> parse_manifest(std::string_view json, const std::string& what);
 
-// 64-bit digest as 16 lowercase hex digits, big-endian (matches mat::xxh3_hex).
-std::string u64_hex(uint64_t v);
-
 }  // namespace mat::cache
