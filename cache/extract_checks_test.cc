@@ -8,6 +8,7 @@
 #include <bzlib.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <zstd.h>
 
 #include <clocale>
 #include <cstring>
@@ -617,6 +618,53 @@ TEST_F(LimitsTest, LongNamesAreRefusedWithAShortMessage) {
   ASSERT_FALSE(l[0].ok());
   EXPECT_NE(l[0].status().message().find("symlink target of 5000 bytes"), std::string::npos)
       << l[0].status().to_string();
+}
+
+// `head`, then `zeros` zero bytes, then `tail`, zstd-compressed as it goes (nothing of the zeros
+// is held in memory).
+std::string zstd_with_zeros(const std::string& head, int64_t zeros, const std::string& tail) {
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> c(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  std::string out;
+  std::string buf(ZSTD_CStreamOutSize(), '\0');
+  auto feed = [&](const char* data, size_t n, ZSTD_EndDirective end) {
+    ZSTD_inBuffer in{data, n, 0};
+    for (;;) {
+      ZSTD_outBuffer o{buf.data(), buf.size(), 0};
+      size_t left = ZSTD_compressStream2(c.get(), &o, &in, end);
+      EXPECT_FALSE(ZSTD_isError(left));
+      out.append(buf.data(), o.pos);
+      if (end == ZSTD_e_end ? left == 0 : in.pos == in.size) break;
+    }
+  };
+  feed(head.data(), head.size(), ZSTD_e_continue);
+  const std::string chunk(4 << 20, '\0');
+  for (int64_t done = 0; done < zeros; done += std::ssize(chunk)) {
+    feed(chunk.data(), static_cast<size_t>(std::min<int64_t>(zeros - done, std::ssize(chunk))),
+         ZSTD_e_continue);
+  }
+  feed(tail.data(), tail.size(), ZSTD_e_end);
+  return out;
+}
+
+// Bytes that are decompressed but never written count too: a pax hard link may carry a body,
+// which libarchive skips (decoding all of it) once the link is made. 1 GiB of it stops at the
+// limit, not after decoding it all.
+TEST_F(LimitsTest, SkippedDataCountsAsDecompressed) {
+  const int64_t size = kGiB;
+  std::string head = ustar_header("a", '0', 1) + padded("a") +
+                     pax_header(pax_record("comment", "pax, so the link's body is data")) +
+                     ustar_header("b", '1', size, "a");
+  std::string pkg = zstd_with_zeros(head, size + (-size & 511) + 1024, "");
+  std::string conda = testing::make_zip({{"metadata.json", 'f', "{}"},
+                                         {"pkg-link-1-0.tar.zst", 'f', pkg},
+                                         {"info-link-1-0.tar.zst", 'f',
+                                          testing::make_tar(kIndex, Compression::kZstd)}});
+  ASSERT_LT(conda.size(), 256u << 10);
+  const ExtractLimits defaults;
+  expect_limit("link-1-0.conda", conda, defaults, "--max-expansion-ratio", 1 << 20);
+  std::string path = dir_ / "link-1-0.conda";
+  auto r = extract_archive(path, ArchiveFormat::kConda, fresh(), posix_fs(), scratch_);
+  EXPECT_NE(r.status().message().find("decompressed"), std::string::npos) << r.status().message();
 }
 
 // libarchive gives up after 32 special headers in a row with a mere warning, leaving the entry
