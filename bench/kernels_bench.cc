@@ -1,13 +1,15 @@
 // Google Benchmark cases for the hot kernels: hashing (SHA-256, MD5, XXH3), prefix replacement
 // (text, binary), zstd decoding, bzip2 decoding (libbz2 serial, block-parallel), extraction of
 // .conda / .tar.bz2 packages (a big .conda also as the streaming thread reads it) and of a big
-// wheel (one reader vs split) into a cache tree, and linking a package tree into a prefix.
+// wheel (one reader vs split) into a cache tree, the zip layout check those extractions start
+// with, and linking a package tree into a prefix.
 //
 //   ./build/release/bench/mat_bench --benchmark_min_time=0.2
 #include <archive.h>
 #include <archive_entry.h>
 #include <benchmark/benchmark.h>
 #include <bzlib.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <tbb/task_arena.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include "cache/growing_file.h"
 #include "cache/store.h"
 #include "cache/wheel_record.h"
+#include "cache/zip_layout.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/link.h"
@@ -374,7 +377,7 @@ void BM_ExtractBigConda(benchmark::State& state) {
 BENCHMARK(BM_ExtractBigConda)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The same .conda extracted as the streaming thread does (its own arena of one slot): the outer
-// zip read in order by libarchive, then checked against the central directory. Compare with
+// zip read in order by ZipStreamReader, then checked against the file's layout. Compare with
 // BM_ExtractBigConda/1.
 void BM_ExtractBigCondaStreamed(benchmark::State& state) {
   std::string dir = temp_dir("bigconda-streamed");
@@ -424,6 +427,106 @@ void BM_ExtractWheel(benchmark::State& state) {
       [&] { run_extract(state, dir, path, mat::cache::ArchiveFormat::kWheel, 48 * (512 << 10)); });
 }
 BENCHMARK(BM_ExtractWheel)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The warm path's cache lookup of one published tree (find_tree: the permission model's
+// per-entry check, cache/trust.h): two lstat and one read of the manifest's head, against
+// BM_LinkPackage's ~2000 linkat per package.
+void BM_FindTree(benchmark::State& state) {
+  std::string dir = temp_dir("findtree");
+  std::string path = dir + "/pkg-1-0.conda";
+  (void)mat::write_file_atomic(path, make_conda(64, 1 << 10));
+  auto store = mat::cache::Store::open(dir + "/cache");
+  mat::cache::Key key{mat::HashKind::kSha256, mat::sha256_hex("findtree")};
+  if (!store.ok() ||
+      !(*store)->extract(key, path, mat::cache::ArchiveFormat::kConda, nullptr).ok()) {
+    state.SkipWithError("setup failed");
+  }
+  for (auto _ : state) {
+    auto pkg = (*store)->find_tree(key);
+    if (!pkg) state.SkipWithError("tree not found");
+    benchmark::DoNotOptimize(pkg);
+  }
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_FindTree);
+
+// Store::open of an existing cache: resolving the root and checking every directory from "/"
+// down to v1/'s subdirectories, once per run.
+void BM_OpenStore(benchmark::State& state) {
+  std::string dir = temp_dir("openstore");
+  (void)mat::cache::Store::open(dir + "/cache");
+  for (auto _ : state) {
+    auto store = mat::cache::Store::open(dir + "/cache");
+    if (!store.ok()) state.SkipWithError(store.status().to_string().c_str());
+    benchmark::DoNotOptimize(store);
+  }
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_OpenStore);
+
+// A wheel of many small files, as real wheels are (2000 deflated modules of ~2 kB in 20
+// directories, plus RECORD), extracted by one reader: the per-member costs (layout check,
+// listing, file creation, RECORD) rather than inflating.
+void BM_ExtractManyFilesWheel(benchmark::State& state) {
+  std::string dir = temp_dir("manywheel");
+  std::string path = dir + "/many-1.0-py3-none-any.whl";
+  archive* a = archive_write_new();
+  archive_write_set_format_zip(a);
+  archive_write_zip_set_compression_deflate(a);
+  std::string out(64 << 20, '\0');
+  size_t used = 0;
+  archive_write_open_memory(a, out.data(), out.size(), &used);
+  std::vector<mat::cache::RecordRow> rows;
+  for (int i = 0; i < 2000; ++i) {
+    std::string name = "many/sub" + std::to_string(i % 20) + "/module_" + std::to_string(i) + ".py";
+    std::string body = binary_like(2048, static_cast<uint32_t>(i));
+    write_member(a, name, body);
+    rows.push_back({name, mat::cache::record_hash_of(body), std::to_string(body.size())});
+  }
+  rows.push_back({"many-1.0.dist-info/RECORD", "", ""});
+  write_member(a, "many-1.0.dist-info/RECORD", mat::cache::format_record(rows));
+  archive_write_close(a);
+  archive_write_free(a);
+  out.resize(used);
+  (void)mat::write_file_atomic(path, out);
+  tbb::task_arena arena(1);
+  arena.execute(
+      [&] { run_extract(state, dir, path, mat::cache::ArchiveFormat::kWheel, 2000 * 2048); });
+}
+BENCHMARK(BM_ExtractManyFilesWheel)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The structural check every zip gets before extraction (cache/zip_layout.h), alone, on a zip of
+// state.range(0) deflated members of ~2 kB (a typical wheel's; each with a data descriptor, as
+// libarchive writes them), in the page cache. Per member: one central directory entry parsed,
+// one local header and one descriptor compared.
+void BM_ZipLayoutCheck(benchmark::State& state) {
+  const int members = static_cast<int>(state.range(0));
+  std::string dir = temp_dir("ziplayout");
+  std::string path = dir + "/many-1.0-py3-none-any.whl";
+  archive* a = archive_write_new();
+  archive_write_set_format_zip(a);
+  archive_write_zip_set_compression_deflate(a);
+  std::string out(64 << 20, '\0');
+  size_t used = 0;
+  archive_write_open_memory(a, out.data(), out.size(), &used);
+  for (int i = 0; i < members; ++i) {
+    write_member(a, "pkg/sub" + std::to_string(i % 20) + "/module_" + std::to_string(i) + ".py",
+                 binary_like(2048, static_cast<uint32_t>(i)));
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  out.resize(used);
+  (void)mat::write_file_atomic(path, out);
+  mat::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  for (auto _ : state) {
+    auto layout = mat::cache::check_zip_layout(fd.get(), static_cast<int64_t>(out.size()), "w");
+    if (!layout.ok()) state.SkipWithError(layout.status().to_string().c_str());
+    benchmark::DoNotOptimize(layout);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * members);
+  (void)mat::remove_all(dir);
+}
+BENCHMARK(BM_ZipLayoutCheck)->Arg(48)->Arg(2000)->Unit(benchmark::kMicrosecond);
 
 // Links one extracted package of state.range(0) small files into a fresh prefix.
 void BM_LinkPackage(benchmark::State& state) {

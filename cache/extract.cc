@@ -28,6 +28,7 @@
 #include "cache/wheel_record.h"
 #include "cache/zip_reader.h"
 #include "cache/zstd_readahead.h"
+#include "materializer/base/path_name.h"
 
 namespace mat::cache {
 namespace {
@@ -64,37 +65,6 @@ constexpr int64_t kParallelWheelBytes = 8 << 20;
 // Bytes per reader below which another reader does not pay for itself.
 constexpr int64_t kBytesPerWheelReader = 4 << 20;
 constexpr int kMaxWheelReaders = 8;
-
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += n + 1;
-  }
-  return true;
-}
 
 // Member name -> "a/b/c" without leading "./", "." or empty components. Returns the reason
 // for rejecting it, or nullptr.
@@ -176,6 +146,15 @@ Status undecodable_name(const std::string& where, const char* what) {
 // The process umask, read without changing it: umask(2) can only swap it, and a swap, however
 // brief, would race with other threads creating files. The "Umask:" line of /proc/self/status
 // (Linux 4.7+); nullopt when that is unavailable.
+// Whether files created in the directory `dir_fd` get gid 0 (the process's effective gid, or
+// the directory's own when it is set-group-ID): then group write is root-group write.
+bool keeps_group_write(int dir_fd) {
+  struct stat st;
+  if (::fstat(dir_fd, &st) != 0) return false;
+  gid_t gid = (st.st_mode & S_ISGID) ? st.st_gid : ::getegid();
+  return gid == 0;
+}
+
 std::optional<mode_t> read_umask() {
   std::FILE* f = std::fopen("/proc/self/status", "re");
   if (!f) return std::nullopt;
@@ -203,7 +182,8 @@ class Extractor {
         scratch_(scratch),
         budget_(budget),
         wheel_(wheel),
-        umask_(read_umask()) {}
+        umask_(read_umask()),
+        file_mode_mask_(keeps_group_write(root_fd) ? 0775 : 0755) {}
 
   // Extracts every member of the tar `a`; `where` names the archive (and inner tar) in messages.
   // `filtered`: `a` decompresses with its own filters, whose output is then charged to the
@@ -269,6 +249,10 @@ class Extractor {
   // Files are created with their final mode; only where the umask would take bits away (or
   // it is unknown) does an fchmod follow: one syscall per file saved (35k per bench install).
   std::optional<mode_t> umask_;
+  // Permission bits a package's file may keep: never other-write, group write only when the
+  // files' group is root's (gid 0; cache/trust.h): a 0666 member would otherwise be a cache
+  // file, hard-linked into every prefix, that other users can rewrite.
+  mode_t file_mode_mask_;
   bool shared_tree_ = false;
   std::vector<bool> take_;  // empty = every member
   Manifest m_;
@@ -451,7 +435,10 @@ Status Extractor::add_file(archive_entry* e, const NextBlock& next, const std::s
   MAT_ASSIGN_OR_RETURN(int dir_fd, parent_fd(path, where));
   MAT_RETURN_IF_ERROR(replace_non_dir(dir_fd, path, where));
   std::string base(split_parent(path).second);
-  uint32_t mode = (archive_entry_perm(e) & 0777) | 0400;
+  // Never writable by other users, whatever the package says: the permission model's promise
+  // (cache/trust.h) that lets find_tree() trust a tree without a stat per file. Directories are
+  // made 0755, which the umask can only narrow.
+  uint32_t mode = (archive_entry_perm(e) & file_mode_mask_) | 0400;
   // Wheels: pip's modes (0644, or 0755 when the zip marks the member executable), so files
   // hard-linked from this tree look exactly as `pip install` leaves them.
   if (wheel_) mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;
@@ -893,6 +880,13 @@ Status extract_wheel_with(const std::string& path, const std::string& shown, Ext
   return ex.extract_all(*z, zs, shown);
 }
 
+// Another reader of a wheel already opened (and checked) as `z`, for another group.
+Status extract_wheel_again(const ZipReader& z, const std::string& shown, Extractor& ex,
+                           ZipScratch& zs) {
+  MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> again, z.reopen());
+  return ex.extract_all(*again, zs, shown);
+}
+
 // Big wheels: the members are split into groups of about equal size, each extracted into the
 // same tree by its own reader, Extractor and scratch, in parallel; the results are merged into
 // `ex`, which then checks RECORD over the whole tree as usual. The loop runs isolated: while
@@ -938,7 +932,7 @@ Status extract_wheel(const std::string& path, const std::string& shown, Extracto
     tbb::parallel_for(0, groups, [&](int g) {
       // Group 0 reads with the listing's reader; a ZipReader serves one thread at a time.
       results[g] = g == 0 ? parts[0]->extract_all(*z, scratches[0]->zip(), shown)
-                          : extract_wheel_with(path, shown, *parts[g], scratches[g]->zip());
+                          : extract_wheel_again(*z, shown, *parts[g], scratches[g]->zip());
     });
   });
   for (const Status& st : results) MAT_RETURN_IF_ERROR(st);
@@ -973,21 +967,30 @@ Status extract_inner(const std::function<Result<std::span<const char>>()>& membe
 // A .conda is a zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst; either tar may be
 // missing (info-only packages), both extract into the same tree. Other members are ignored. The
 // zip is read with ZipReader (central directory; libzip checks the stored members' CRC-32).
+// Members are taken in file order and chosen by name alone, exactly as extract_conda_streamed
+// reads them, so both give the same tree (two inner tars writing one path: the later one in
+// the file wins on both paths).
 Status extract_conda(const std::string& path, const std::string& shown, Extractor& ex,
                      ExtractScratch& scratch) {
   MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> outer, ZipReader::open_file(path, shown));
   int inner_tars = 0;
-  for (size_t i = 0; i < outer->members(); ++i) {
-    auto m = outer->member(i);
-    if (!m.ok()) return Corrupt(shown + ": " + m.status().message());
-    if (m->is_dir || !is_inner_tar(m->name)) continue;
-    const std::string where = shown + ": " + m->name;
-    auto member = outer->read(i, scratch.zip());
+  for (const ZipEntry& e : outer->layout().entries) {
+    if (!is_inner_tar(e.name)) continue;
+    const std::string where = shown + ": " + printable_zip_name(e.name);
+    auto member = outer->read(e.index, scratch.zip());
     if (!member.ok()) return Corrupt(where + " (outer zip): " + member.status().message());
+    int64_t read = 0;
     MAT_RETURN_IF_ERROR(extract_inner(
         [&]() -> Result<std::span<const char>> {
           Result<std::span<const char>> block = member->next();
           if (!block.ok()) return Corrupt(where + " (outer zip): " + block.status().message());
+          read += std::ssize(*block);
+          // A deflate stream that ends short of the declared size would skip the CRC-32 check.
+          if (block->empty() && read != e.size) {
+            return Corrupt(where + " (outer zip): sizes that lie: the zip entry declares " +
+                           std::to_string(e.size) + " bytes but " + std::to_string(read) +
+                           " were read");
+          }
           return block;
         },
         where, ex));
@@ -998,61 +1001,31 @@ Status extract_conda(const std::string& path, const std::string& shown, Extracto
 }
 
 // A .conda read front to back as its bytes arrive (extract_conda_stream in extract.h). The outer
-// zip goes through libarchive's streaming zip reader (local headers, in order; it checks each
-// member's CRC-32 as its data is read to the end); the inner tars as in extract_conda.
+// zip is read by ZipStreamReader (local headers, in order, strictly: no byte between entries is
+// skipped; sizes and CRC-32 checked at each member's end); the inner tars as in extract_conda.
+// At the end the complete file's layout is checked as extract_conda checks it, and the members
+// read must be its entries exactly: same names, offsets, sizes, CRC-32. Comparing names, order
+// and local-header sizes was not enough: a member whose sizes only its data descriptor gives
+// can hold a whole hidden member (in a zstd skippable frame) that the central directory points
+// at, and libarchive's streaming reader skipped any bytes between members.
 Status extract_conda_streamed(const ByteSource& next, const std::string& path,
                               const std::string& shown, Extractor& ex) {
   int64_t streamed = 0;
-  auto counted = [&]() -> Result<std::span<const char>> {
+  ByteSource counted = [&]() -> Result<std::span<const char>> {
     MAT_ASSIGN_OR_RETURN(std::span<const char> block, next());
     streamed += static_cast<int64_t>(block.size());
     ex.budget().grew(streamed);
     return block;
   };
-  ChunkSource src{counted, Status::Ok()};
-  ArchiveRead a(archive_read_new());
-  archive_read_support_format_zip_streamable(a.get());
-  auto failure = [&](const std::string& where) -> Status {
-    if (!src.error.ok()) return src.error;
-    return Corrupt(where + " (outer zip, read in order): " + archive_error(a.get()));
-  };
-  if (archive_read_open(a.get(), &src, nullptr, chunk_read, nullptr) != ARCHIVE_OK) {
-    return failure(shown);
-  }
-  struct Seen {
-    std::string name;
-    int64_t size;  // -1: not in the local header
-  };
-  std::vector<Seen> seen;
+  ZipStreamReader zip(counted, shown);
   int inner_tars = 0;
   for (;;) {
-    archive_entry* e = nullptr;
-    int r = archive_read_next_header(a.get(), &e);
-    if (r == ARCHIVE_EOF) break;  // the central directory's signature
-    if (r != ARCHIVE_OK) return failure(shown);
-    const char* raw = entry_name(archive_entry_pathname(e), archive_entry_pathname_utf8(e));
-    if (raw == nullptr) return Corrupt(shown + ": an outer zip member has no readable name");
-    seen.push_back({raw, archive_entry_size_is_set(e) ? archive_entry_size(e) : -1});
-    const std::string where = shown + ": " + seen.back().name;
-    auto block = [&]() -> Result<std::span<const char>> {
-      const void* buf = nullptr;
-      size_t size = 0;
-      la_int64_t offset = 0;
-      int rb = archive_read_data_block(a.get(), &buf, &size, &offset);
-      if (rb == ARCHIVE_EOF) return std::span<const char>();
-      if (rb != ARCHIVE_OK) return failure(where);
-      return std::span<const char>(static_cast<const char*>(buf), size);
-    };
-    if (archive_entry_filetype(e) == AE_IFREG && is_inner_tar(seen.back().name)) {
-      MAT_RETURN_IF_ERROR(extract_inner(block, where, ex));
-      ++inner_tars;
-    }
-    // The member's rest (all of an ignored member) is read, not skipped: libarchive checks the
-    // CRC-32 only of data read to the end.
-    for (;;) {
-      MAT_ASSIGN_OR_RETURN(std::span<const char> rest, block());
-      if (rest.empty()) break;
-    }
+    MAT_ASSIGN_OR_RETURN(std::optional<ZipEntry> e, zip.next_entry());
+    if (!e) break;                         // the central directory
+    if (!is_inner_tar(e->name)) continue;  // next_entry() reads it (its CRC-32 is checked)
+    const std::string where = shown + ": " + printable_zip_name(e->name);
+    MAT_RETURN_IF_ERROR(extract_inner([&] { return zip.read(); }, where, ex));
+    ++inner_tars;
   }
   // The central directory. The source ends only once the download is whole and verified.
   for (;;) {
@@ -1065,18 +1038,10 @@ Status extract_conda_streamed(const ByteSource& next, const std::string& path,
     return Corrupt(shown + ": " + std::to_string(streamed) +
                    " bytes read in order, but the file has " + std::to_string(st.st_size));
   }
-  if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
-  // What conda, micromamba and extract_conda read is what the central directory lists: the
-  // members read in order must be exactly those, in that order, with those sizes.
+  // The layout check and libzip's listing, as extract_conda opens it.
   MAT_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> outer, ZipReader::open_file(path, shown));
-  bool same = outer->members() == seen.size();
-  for (size_t i = 0; same && i < seen.size(); ++i) {
-    auto m = outer->member(i);
-    same = m.ok() && m->name == seen[i].name && (seen[i].size < 0 || m->size == seen[i].size);
-  }
-  if (!same) {
-    return Corrupt(shown + ": the members read in order differ from its central directory's");
-  }
+  MAT_RETURN_IF_ERROR(check_streamed_layout(zip, outer->layout(), shown));
+  if (inner_tars == 0) return Corrupt(shown + ": no info-*.tar.zst or pkg-*.tar.zst member");
   return Status::Ok();
 }
 

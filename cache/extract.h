@@ -35,10 +35,15 @@
 //     while the member is written, as for every file).
 //     Rows hashed with sha384/sha512 are checked for size only; weaker algorithms are rejected.
 //   - file modes are pip's: 0755 if the zip gives the member any executable bit, else 0644.
-// Leading "./" and "." components are dropped. Files keep their permission bits (mode & 0777)
-// plus owner-read, so the cache stays readable; directories are 0755 (before umask) whatever
+// Leading "./" and "." components are dropped. Files keep their permission bits except group
+// and other write (mode & 0755), plus owner-read, so the cache stays readable and nobody but
+// its owner can change a file (cache/trust.h); directories are 0755 (before umask) whatever
 // the archive says, since conda records no directory modes. mtimes are not restored.
 //
+// Zips (wheels, the .conda outer zip) must pass check_zip_layout (cache/zip_layout.h) before
+// anything is extracted: local headers that disagree with the central directory, entries that
+// do not tile the file, duplicate names -> kCorrupt naming the member. A .conda's inner tars are
+// taken in file order and by name, on both paths.
 // Names: zips (wheels, the .conda outer zip) are read with libzip (cache/zip_reader.h), which
 // gives UTF-8 names in any locale. Tar names are raw bytes, except pax "path" records, which
 // libarchive decodes into the process locale: the process must run with a UTF-8 LC_CTYPE (main()
@@ -97,14 +102,15 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
 // extract_archive() for a .conda whose bytes are still arriving: `next` hands them out in order,
 // blocking for bytes not there yet, and ends (an empty block) only once the archive is whole at
 // `archive_path` and its digest verified. The outer zip is read in order, by its local headers
-// (libarchive's streaming zip reader, which checks each member's CRC-32); at the end its central
-// directory, read from `archive_path`, must list the same members in the same order and sizes,
-// so the tree is the one extract_archive() would give. kCorrupt when it does not, or when the
-// zip cannot be read in order (e.g. sizes only in data descriptors): the caller then extracts
-// from the complete file instead, which gives the canonical result or error. `next`'s own
-// errors are returned as they are. On error `dest_dir` holds partial output. The expansion
-// ratio applies to the bytes arrived so far (ExpansionBudget::grew), so an archive whose first
-// part compresses far better than the whole may fail here and pass from the file.
+// (ZipStreamReader, cache/zip_layout.h: strict, each member's sizes and CRC-32 checked); at the
+// end the complete file must pass the layout check extract_archive() makes, and the members
+// read must be exactly its central directory's (names, offsets, sizes, CRC-32, nothing between
+// them), so the tree is the one extract_archive() gives. kCorrupt when they are not, or when the
+// zip cannot be read in order (e.g. a stored member sized only by its data descriptor): the
+// caller then extracts from the complete file instead, which gives the canonical result or
+// error. `next`'s own errors are returned as they are. On error `dest_dir` holds partial output.
+// The expansion ratio applies to the bytes arrived so far (ExpansionBudget::grew), so an archive
+// whose first part compresses far better than the whole may fail here and pass from the file.
 Result<Manifest> extract_conda_stream(const ByteSource& next, const std::string& archive_path,
                                       const std::string& dest_dir, Fs& fs, ExtractScratch& scratch,
                                       const ExtractLimits& limits = {});

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <tbb/task_arena.h>
+#include <unistd.h>
 
 #include <clocale>
 
@@ -116,14 +117,64 @@ TEST_F(ExtractTest, ModesDoNotDependOnTheUmask) {
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     ASSERT_TRUE(rw.ok()) << rw.status().to_string();
     EXPECT_EQ(testing::file_mode(pkg("bin/tool")) & 07777, 0755u);
-    EXPECT_EQ(testing::file_mode(pkg("etc/group.conf")) & 07777, 0664u);
+    EXPECT_EQ(testing::file_mode(pkg("etc/group.conf")) & 07777, 0644u);  // no group write
     EXPECT_EQ(testing::file_mode(pkg("etc/readonly.conf")) & 07777, 0444u);
     EXPECT_EQ(testing::file_mode(pkg("etc/private")) & 07777, 0600u);
     EXPECT_EQ(testing::file_mode(pkg("etc/writeonly")) & 07777, 0600u);
-    EXPECT_EQ(r->at("etc/group.conf").mode, 0664u);
+    EXPECT_EQ(r->at("etc/group.conf").mode, 0644u);
     EXPECT_EQ(testing::slurp(pkg("etc/readonly.conf")), "r");
     EXPECT_EQ(testing::file_mode(pkg("w/__init__.py")) & 07777, 0644u);
     EXPECT_EQ(testing::file_mode(pkg("w-1.0.data/scripts/run")) & 07777, 0755u);
+  }
+}
+
+// Issue 11, defect 6: a package's 0666 member used to become a world-writable cache file,
+// hard-linked into every prefix. Whatever the archive and the umask say, nothing extracted is
+// writable by group or others (the promise find_tree() relies on instead of a stat per file).
+// Other users can never write what extraction makes; group write survives only where the
+// files' group is root's (gid 0), so a prefix made as root keeps conda's 0664/0775 modes.
+TEST_F(ExtractTest, NothingExtractedIsWritableByGroupOrOthers) {
+  std::string conda =
+      testing::make_conda({{"info/index.json", 'f', "{}"}}, {{"share/", 'd', "", "", 0777},
+                                                             {"share/world", 'f', "w", "", 0666},
+                                                             {"bin/all", 'f', "a", "", 0777},
+                                                             {"etc/other", 'f', "o", "", 0602},
+                                                             {"etc/hard", 'h', "", "share/world"},
+                                                             {"deep/er/file", 'f', "d", "", 0664}});
+  std::string tar = testing::make_tar(
+      {{"lib/", 'd', "", "", 0777}, {"lib/x.so", 'f', "x", "", 0777}}, Compression::kBzip2);
+  // The files' group: the process's (gid 0 when root), or, as root, gid 12345 through a
+  // set-group-ID destination directory (the case of every non-root user).
+  std::vector<gid_t> groups = {::getegid()};
+  if (::geteuid() == 0) groups.push_back(12345);
+  for (gid_t gid : groups) {
+    const mode_t g = gid == 0 ? 020 : 0;  // the group write bit that may survive
+    for (mode_t umask : {mode_t{0}, mode_t{002}, mode_t{022}}) {
+      SCOPED_TRACE(::testing::Message() << "gid " << gid << " umask " << umask);
+      mode_t old = ::umask(umask);
+      ASSERT_TRUE(remove_all(dir_ / "work").ok());
+      ASSERT_TRUE(make_dirs(dest_).ok());
+      if (gid != ::getegid()) {
+        ASSERT_EQ(::chown(dest_.c_str(), static_cast<uid_t>(-1), gid), 0);
+        ASSERT_EQ(::chmod(dest_.c_str(), 02755), 0);
+      }
+      auto r = extract_bytes("t-1.0-0.conda", conda);
+      auto rt = r.ok() ? extract_bytes("u-1.0-0.tar.bz2", tar) : r;
+      ::umask(old);
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+      ASSERT_TRUE(rt.ok()) << rt.status().to_string();
+      EXPECT_EQ(testing::file_mode(pkg("share/world")) & 07777, 0644u | g);
+      EXPECT_EQ(testing::file_mode(pkg("bin/all")) & 07777, 0755u | g);
+      EXPECT_EQ(testing::file_mode(pkg("etc/other")) & 07777, 0600u);
+      EXPECT_EQ(testing::file_mode(pkg("etc/hard")) & 07777, 0644u | g);
+      EXPECT_EQ(testing::file_mode(pkg("lib/x.so")) & 07777, 0755u | g);
+      EXPECT_EQ(r->at("share/world").mode, 0644u | g);
+      EXPECT_EQ(r->at("deep/er/file").mode, 0644u | g);
+      EXPECT_EQ(rt->at("lib/x.so").mode, 0755u | g);
+      for (const char* d : {"share", "bin", "etc", "deep", "deep/er", "lib"}) {
+        EXPECT_EQ(testing::file_mode(pkg(d)) & 022, 0u) << d;
+      }
+    }
   }
 }
 

@@ -7,7 +7,8 @@
 // complete(), which the caller makes once the whole download is verified: a reader that sees
 // the end has read exactly the verified bytes. A retry from byte 0 (restarted()) or a failed
 // download (failed()) makes readers fail with kCancelled; they cannot resume, since bytes they
-// already consumed may differ from the new ones.
+// already consumed may differ from the new ones. A download resumed with HTTP Range keeps the
+// bytes written so far and is no restart: the writer just goes on calling grew().
 //
 // Thread safety: one writer thread and any number of reader threads.
 #pragma once

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <string>
@@ -33,7 +34,9 @@ void write_slowly(const std::string& path, const std::string& data, GrowingFile&
   }
 }
 
-std::string read_all(GrowingFileReader& r, Status* error) {
+// Reads `r` to its end. `progress` (if given) follows the bytes read so far, for another thread.
+std::string read_all(GrowingFileReader& r, Status* error,
+                     std::atomic<int64_t>* progress = nullptr) {
   std::string out;
   for (;;) {
     auto block = r.next();
@@ -43,6 +46,7 @@ std::string read_all(GrowingFileReader& r, Status* error) {
     }
     if (block->empty()) return out;
     out.append(block->data(), block->size());
+    if (progress) progress->store(static_cast<int64_t>(out.size()));
   }
 }
 
@@ -58,12 +62,20 @@ TEST(GrowingFileTest, ReaderGetsEveryByteAndTheEndOnlyOnceComplete) {
   ASSERT_TRUE(reader.ok()) << reader.status().to_string();
   Status error;
   std::string got;
-  std::thread t([&] { got = read_all(**reader, &error); });
+  std::atomic<int64_t> progress{0};
+  std::thread t([&] { got = read_all(**reader, &error, &progress); });
   write_slowly(path, data, *g);
-  // Every byte is written, but the download is not verified yet: the reader has read all but
-  // the last partial block (it waits for whole blocks while the file grows) and must wait.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_GT((*reader)->offset(), static_cast<int64_t>(data.size()) - (64 << 10));
+  // Every byte is written, but the download is not verified yet: the reader reads all but the
+  // last partial block (it waits for whole blocks while the file grows) and must then wait.
+  // Polled with a generous deadline rather than one fixed sleep: on a loaded machine the reader
+  // thread can take longer than any short pause to catch up.
+  const int64_t all_but_last_block = static_cast<int64_t>(data.size()) - (64 << 10);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (progress.load() <= all_but_last_block && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GT(progress.load(), all_but_last_block);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // time to return, were it wrong
   EXPECT_TRUE(error.ok());
   EXPECT_TRUE(got.empty());  // read_all has not returned
   g->complete();

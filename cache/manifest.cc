@@ -5,13 +5,18 @@
 #include <cstdio>
 #include <cstring>
 
+#include "materializer/base/doc_limits.h"
 #include "materializer/base/hash.h"
 
 namespace mat::cache {
 namespace {
 
-constexpr int64_t kManifestVersion = 2;
-constexpr int64_t kXxh3ManifestVersion = 1;  // files carry "xxh3" instead of "sha256"
+// Versions 1 and 2 (written before extraction kept each file's SHA-256) carry "xxh3".
+constexpr int64_t kFirstSha256Version = 3;
+constexpr int64_t kOldestVersion = 1;
+
+// A member takes ~90 bytes of manifest: 256 MiB is ~3 million members, beyond any package.
+constexpr int64_t kMaxManifestBytes = int64_t{256} << 20;
 
 Status bad(const std::string& what, const std::string& why) {
   return Corrupt(what + ": " + why + "; run `cache clean --all` or remove the entry to re-extract");
@@ -65,7 +70,7 @@ bool parse_entry(simdjson::ondemand::object obj, int64_t version, ManifestEntry*
   std::string_view type, digest, target;
   uint64_t size = 0, mode = 0;
   bool have_size = false, have_mode = false, have_digest = false, have_target = false;
-  const char* digest_key = version == kXxh3ManifestVersion ? "xxh3" : "sha256";
+  const char* digest_key = version < kFirstSha256Version ? "xxh3" : "sha256";
   for (auto field : obj) {
     std::string_view key;
     if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
@@ -103,7 +108,7 @@ bool parse_entry(simdjson::ondemand::object obj, int64_t version, ManifestEntry*
   e->type = ManifestEntry::Type::kFile;
   e->size = static_cast<int64_t>(size);
   e->mode = static_cast<uint32_t>(mode) & 0777;
-  if (version == kXxh3ManifestVersion) {
+  if (version < kFirstSha256Version) {
     e->digest_kind = ManifestEntry::Digest::kXxh3;
     return parse_hex(digest, e->digest.data(), 8);
   }
@@ -128,14 +133,17 @@ std::string ManifestEntry::digest_hex() const {
   return hex_of(digest.data(), digest_kind == Digest::kXxh3 ? 8 : digest.size());
 }
 
+std::string manifest_head(const Key& key) {
+  // Key::str() is "sha256-" / "md5-" and hex digits: nothing to escape.
+  return "{\"version\":" + std::to_string(kManifestVersion) + ",\"key\":\"" + key.str() + "\",";
+}
+
 Status write_manifest_json(const Key& key, const Manifest& m,
                            const std::function<Status(std::string_view)>& sink) {
   constexpr size_t kPiece = 256 << 10;
   std::string out;
   out.reserve(kPiece + 8192);
-  out.append("{\"version\":").append(std::to_string(kManifestVersion)).append(",\"key\":");
-  append_json_string(&out, key.str());
-  out.append(",\"files\":{");
+  out.append(manifest_head(key)).append("\"files\":{");
   bool first = true;
   for (const auto& [path, e] : m) {
     if (!first) out.push_back(',');
@@ -172,7 +180,10 @@ std::string manifest_to_json(const Key& key, const Manifest& m) {
 
 Result<Manifest> parse_manifest(std::string_view text, const std::string& what) {
   // On-demand parsing: no document tree, so a manifest of 200k files costs its text and the
-  // entries, not a DOM several times its size.
+  // entries, not a DOM several times its size. Size and depth are bounded first (doc_limits.h).
+  MAT_RETURN_IF_ERROR(check_doc_limits(text, DocFormat::kJson, what,
+                                       DocLimits{kMaxManifestBytes}, Code::kCorrupt,
+                                       "run `cache clean --all` or remove the entry to re-extract"));
   simdjson::padded_string padded(text);
   simdjson::ondemand::parser parser;
   simdjson::ondemand::document doc;
@@ -181,7 +192,7 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& what) 
   if (doc.get_object().get(top) != simdjson::SUCCESS) return bad(what, "not valid JSON");
   int64_t version = 0;
   if (top.find_field_unordered("version").get_int64().get(version) != simdjson::SUCCESS ||
-      (version != kManifestVersion && version != kXxh3ManifestVersion)) {
+      version < kOldestVersion || version > kManifestVersion) {
     return bad(what, "unsupported manifest version");
   }
   simdjson::ondemand::object files;

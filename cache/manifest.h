@@ -1,7 +1,7 @@
 // cache/manifest.h: the per-tree record of what extraction wrote (trees/<key>/manifest.json),
 // used by `cache verify` without re-reading the archive. Internal to cache/.
 //
-//   {"version":2,"key":"sha256-…","files":{
+//   {"version":3,"key":"sha256-…","files":{
 //      "bin/x":{"type":"file","size":N,"sha256":"<64 hex>","mode":493},
 //      "lib/l.so":{"type":"symlink","target":"l.so.1"},
 //      "share/empty":{"type":"dir"}}}
@@ -10,8 +10,15 @@
 // parent) is listed, so the manifest describes the whole tree. A tar hard link is listed as a
 // "file" with its target's size, digest and mode. The SHA-256 of every file is the one that
 // extraction computed while writing it, so it is also what info/paths.json and a wheel's
-// RECORD were checked against. Version-1 manifests (written before the SHA-256 was kept) carry
-// an XXH3-64 ("xxh3": 16 hex digits) instead; they are still read, for `cache verify`.
+// RECORD were checked against.
+//
+// Version 3 vouches for the permission model (cache/trust.h: no file or directory of the tree
+// is writable by group or others) and for the package's own metadata (a conda package's files
+// matched its info/paths.json, a wheel's its RECORD, when it was extracted). Older versions
+// carry an XXH3-64 per file ("xxh3": 16 hex digits) instead of the SHA-256: version 2 came from
+// an extractor that did not check paths.json, version 1 (keys in sorted order, so "files"
+// first) also kept a package's group/other write bits. find_tree() passes such trees over and
+// they are extracted afresh; `cache verify` still reads them.
 #pragma once
 
 #include <array>
@@ -51,16 +58,24 @@ using Manifest = std::map<std::string, ManifestEntry>;
 
 const char* type_name(ManifestEntry::Type t);
 
-// Serialises (version 2) into `sink`, in pieces of about 256 KiB: neither a JSON document nor
-// the whole text is ever in memory (for 200k files a DOM cost ~110 MB, the text ~25 MB). Stops
-// at the sink's first error and returns it. Never throws. Names that are not valid UTF-8 (which
-// extraction never produces) are written with U+FFFD in place of their bytes.
+// The current version (see above).
+inline constexpr int kManifestVersion = 3;
+
+// The first bytes of every manifest this version writes: `{"version":3,"key":"<key>",`. A
+// reader tells a current manifest of `key` from these alone (find_tree() reads no more).
+std::string manifest_head(const Key& key);
+
+// Serialises, manifest_head(key) first, into `sink`, in pieces of about 256 KiB: neither a JSON
+// document nor the whole text is ever in memory (for 200k files a DOM cost ~110 MB, the text
+// ~25 MB). Stops at the sink's first error and returns it. Never throws. Names that are not
+// valid UTF-8 (which extraction never produces) are written with U+FFFD in place of their bytes.
 Status write_manifest_json(const Key& key, const Manifest& m,
                            const std::function<Status(std::string_view)>& sink);
 // The same into one string (tests).
 std::string manifest_to_json(const Key& key, const Manifest& m);
 
-// Parses manifest.json, version 1 or 2; kCorrupt naming `what` if it is neither.
+// Parses manifest.json, versions 1 to 3, after checking its size (at most 256 MiB) and depth
+// (doc_limits.h); kCorrupt naming `what` for anything else.
 Result<Manifest> parse_manifest(std::string_view json, const std::string& what);
 
 }  // namespace mat::cache

@@ -97,6 +97,12 @@ Paths::Paths(std::string root)
       locks_(path_join(v1_, "locks")),
       tmp_(path_join(v1_, "tmp")) {}
 
+const std::vector<std::string>& Paths::store_dirs() {
+  static const std::vector<std::string> dirs = {"v1", "v1/archives", "v1/trees", "v1/locks",
+                                                "v1/tmp"};
+  return dirs;
+}
+
 std::string Paths::archive(const Key& key, ArchiveFormat f) const {
   return path_join(archives_, key.str() + format_ext(f));
 }

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cache/store.h"
 #include "materializer/base/status.h"
@@ -41,6 +42,7 @@ class Paths {
   explicit Paths(std::string root);
 
   const std::string& root() const { return root_; }
+  const std::string& v1_dir() const { return v1_; }
   const std::string& archives_dir() const { return archives_; }
   const std::string& trees_dir() const { return trees_; }
   const std::string& locks_dir() const { return locks_; }
@@ -55,6 +57,10 @@ class Paths {
 
   // A fresh, unused name in tmp/: ".tmp-<pid>-<token><suffix>".
   std::string new_tmp_path(std::string_view suffix = "") const;
+
+  // The store's own directories relative to the root, parents first: "v1", "v1/archives",
+  // "v1/trees", "v1/locks", "v1/tmp".
+  static const std::vector<std::string>& store_dirs();
 
   // Inside a tree directory (published or temp): "<dir>/pkg", "<dir>/manifest.json".
   static std::string pkg_in(const std::string& tree_dir);

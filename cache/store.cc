@@ -19,6 +19,7 @@
 #include "cache/extract.h"
 #include "cache/manifest.h"
 #include "cache/paths.h"
+#include "cache/trust.h"
 
 namespace mat::cache {
 namespace {
@@ -55,11 +56,6 @@ Result<std::string> file_digest(const std::string& path, ManifestEntry::Digest k
   return hash_file(path, HashKind::kSha256);
 }
 
-bool is_real_dir(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 // Durability of renames into `dir`: fsync the directory. Best effort: the entries are already
 // visible, so a failure here must not turn a published entry into a reported error.
 void fsync_dir(Fs& fs, const std::string& dir) {
@@ -82,15 +78,72 @@ class TempDirGuard {
   std::string path_;
 };
 
+// Moves whatever is at `path` (an entry that failed the trust check) to a fresh name in tmp/,
+// then removes it there: the name is free for a fresh entry at once, and a removal that fails
+// (a directory another user owns, when we are not root) leaves garbage only in tmp/, which
+// `clean` retries once this process is gone. The caller holds the entry lock.
+Status move_aside(Fs& fs, const Paths& paths, const std::string& path) {
+  std::string grave = paths.new_tmp_path("-untrusted");
+  Status st = fs.rename(path, grave);
+  if (!st.ok()) {
+    return IoError(path + ": cannot move this untrusted cache entry out of the way (" +
+                   st.message() + "): remove it as its owner or as root (`rm -rf " + path +
+                   "`) and rerun");
+  }
+  remove_all(grave).ignore();
+  return Status::Ok();
+}
+
+// Why the manifest at `path` does not vouch for the tree of `key` ("" if it does): it must be a
+// regular file that the trust rules allow, beginning with manifest_head(key), i.e. written by
+// this version (whose extraction never leaves a group/other-writable file) for this very key
+// (so trees swapped between names are caught too). Reads only that head. Sets `*legacy` for a
+// version-1 or version-2 manifest.
+std::string manifest_distrust(const std::string& path, const Key& key, uid_t euid, bool* legacy) {
+  // O_NONBLOCK: a fifo planted here must not hang the lookup.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ELOOP) return "a symbolic link";
+    return errno == ENOENT ? "missing" : std::string("cannot open: ") + std::strerror(errno);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return std::string("cannot stat: ") + std::strerror(errno);
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
+  if (std::string why = distrust_reason(st, euid); !why.empty()) return why;
+  const std::string want = manifest_head(key);
+  char head[128];
+  const size_t n = std::min(want.size(), sizeof head);
+  if (::pread(fd.get(), head, n, 0) == static_cast<ssize_t>(n) &&
+      std::string_view(head, n) == want) {
+    return "";
+  }
+  constexpr std::string_view kVersion1 = "{\"files\":";  // sorted keys: "files" came first
+  if (std::string_view(head, std::min(n, kVersion1.size())) == kVersion1) {
+    *legacy = true;
+    return "made by an older materializer (manifest version 1), whose extraction kept a "
+           "package's group/other write bits";
+  }
+  constexpr std::string_view kVersion2 = "{\"version\":2,";
+  if (std::string_view(head, std::min(n, kVersion2.size())) == kVersion2) {
+    *legacy = true;
+    return "made by an older materializer (manifest version 2), whose extraction did not check "
+           "the package's files against its info/paths.json";
+  }
+  return "does not begin with " + want + " (not a manifest this version wrote for the entry)";
+}
+
 // What is on disk (no digest: verify hashes files only when size and mode match).
 struct DiskEntry {
   ManifestEntry e;
   bool special = false;  // device, fifo or socket: extraction never makes one
+  std::string distrust;  // why the permission model rejects it ("" if it does not)
 };
 using DiskTree = std::map<std::string, DiskEntry>;
 
-// Lists the tree under `dir_fd` into `out`. Never follows symlinks.
-Status walk_tree(int dir_fd, const std::string& rel, const std::string& shown, DiskTree* out) {
+// Lists the tree under `dir_fd` into `out`, checking each member's owner and mode for `euid`.
+// Never follows symlinks.
+Status walk_tree(int dir_fd, const std::string& rel, const std::string& shown, uid_t euid,
+                 DiskTree* out) {
   int fd = ::dup(dir_fd);
   if (fd < 0) return ErrnoStatus("dup " + shown, errno);
   DIR* dir = ::fdopendir(fd);
@@ -112,11 +165,15 @@ Status walk_tree(int dir_fd, const std::string& rel, const std::string& shown, D
     }
     DiskEntry d;
     ManifestEntry& e = d.e;
+    // A symlink's own mode is always 0777 and means nothing; its owner still does.
+    struct stat seen = st;
+    if (S_ISLNK(seen.st_mode)) seen.st_mode &= ~static_cast<mode_t>(S_IWGRP | S_IWOTH);
+    d.distrust = distrust_reason(seen, euid);
     if (S_ISDIR(st.st_mode)) {
       e.type = Type::kDir;
       UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!sub.valid()) return ErrnoStatus("open " + shown + "/" + path, errno);
-      MAT_RETURN_IF_ERROR(walk_tree(sub.get(), path, shown, out));
+      MAT_RETURN_IF_ERROR(walk_tree(sub.get(), path, shown, euid, out));
     } else if (S_ISLNK(st.st_mode)) {
       e.type = Type::kSymlink;
       std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
@@ -137,9 +194,11 @@ Status walk_tree(int dir_fd, const std::string& rel, const std::string& shown, D
 
 class PendingArchiveImpl final : public PendingArchive {
  public:
-  PendingArchiveImpl(Fs& fs, std::string tmp, std::string final_path, UniqueFd fd,
-                     std::atomic<bool>* dir_renamed)
+  PendingArchiveImpl(Fs& fs, const Paths& paths, uid_t euid, std::string tmp,
+                     std::string final_path, UniqueFd fd, std::atomic<bool>* dir_renamed)
       : fs_(fs),
+        paths_(paths),
+        euid_(euid),
         tmp_(std::move(tmp)),
         final_(std::move(final_path)),
         fd_(std::move(fd)),
@@ -187,8 +246,14 @@ class PendingArchiveImpl final : public PendingArchive {
     MAT_RETURN_IF_ERROR(check_open("publish"));
     Status st = fs_.fsync(fd_.get(), tmp_);
     if (st.ok() && ::close(fd_.release()) != 0) st = ErrnoStatus("close " + tmp_, errno);
-    // Someone else published the same verified bytes already: keep theirs.
-    if (st.ok() && !is_regular(final_)) st = fs_.rename(tmp_, final_);
+    // Someone else published the same verified bytes already: keep theirs if find_archive()
+    // trusts it. Anything else there is replaced: a file by the rename itself (atomic, so the
+    // name never goes missing), a directory (rename cannot replace it) moved aside first.
+    struct stat cur;
+    const bool there = st.ok() && ::lstat(final_.c_str(), &cur) == 0;
+    const bool keep = there && S_ISREG(cur.st_mode) && distrust_reason(cur, euid_).empty();
+    if (there && !keep && S_ISDIR(cur.st_mode)) st = move_aside(fs_, paths_, final_);
+    if (st.ok() && !keep) st = fs_.rename(tmp_, final_);
     if (!st.ok()) {
       abort();
       return st;
@@ -207,6 +272,8 @@ class PendingArchiveImpl final : public PendingArchive {
   }
 
   Fs& fs_;
+  const Paths& paths_;  // the store's, which outlives this
+  uid_t euid_;
   std::string tmp_;  // "" once published or aborted
   std::string final_;
   UniqueFd fd_;
@@ -217,25 +284,33 @@ class PendingArchiveImpl final : public PendingArchive {
 
 class StoreImpl final : public Store {
  public:
-  StoreImpl(Paths paths, Fs& fs, const ExtractLimits& limits)
-      : paths_(std::move(paths)), fs_(fs), limits_(limits) {}
+  StoreImpl(Paths paths, Fs& fs, uid_t euid, std::vector<TrustProblem> problems,
+            const ExtractLimits& limits)
+      : paths_(std::move(paths)),
+        fs_(fs),
+        euid_(euid),
+        open_problems_(std::move(problems)),
+        limits_(limits) {}
 
   const std::string& root() const override { return paths_.root(); }
 
-  std::optional<std::string> find_archive(const Key& key, ArchiveFormat f) const override {
+  using Store::find_archive;
+  using Store::find_tree;
+
+  // The lstat that looks for the archive also gives its owner and mode: the check is free.
+  std::optional<std::string> find_archive(const Key& key, ArchiveFormat f,
+                                          Distrust* distrust) const override {
     if (!check_key(key).ok()) return std::nullopt;
     std::string path = paths_.archive(key, f);
-    if (!is_regular(path)) return std::nullopt;
-    return path;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
+    std::string why = S_ISREG(st.st_mode) ? distrust_reason(st, euid_) : "not a regular file";
+    if (why.empty()) return path;
+    if (distrust) *distrust = Distrust{path, why};
+    return std::nullopt;
   }
 
-  std::optional<std::string> find_tree(const Key& key) const override {
-    if (!check_key(key).ok()) return std::nullopt;
-    // trees/<key> only ever appears by rename, complete with pkg/ and manifest.json.
-    std::string pkg = paths_.tree_pkg(key);
-    if (!is_real_dir(pkg)) return std::nullopt;
-    return pkg;
-  }
+  std::optional<std::string> find_tree(const Key& key, Distrust* distrust) const override;
 
   Result<FileLock> lock_entry(const Key& key, bool wait) const override {
     MAT_RETURN_IF_ERROR(check_key(key));
@@ -247,10 +322,10 @@ class StoreImpl final : public Store {
                                                         ArchiveFormat f) const override {
     MAT_RETURN_IF_ERROR(check_key(key));
     std::string tmp = paths_.new_tmp_path(format_ext(f));
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd.valid()) return ErrnoStatus("create " + tmp, errno);
-    return std::unique_ptr<PendingArchive>(new PendingArchiveImpl(
-        fs_, std::move(tmp), paths_.archive(key, f), std::move(fd), &archives_renamed_));
+    MAT_ASSIGN_OR_RETURN(UniqueFd fd, create_new_file(tmp, 0644));
+    return std::unique_ptr<PendingArchive>(
+        new PendingArchiveImpl(fs_, paths_, euid_, std::move(tmp), paths_.archive(key, f),
+                               std::move(fd), &archives_renamed_));
   }
 
   Result<std::string> extract(const Key& key, const std::string& archive_path, ArchiveFormat f,
@@ -277,10 +352,14 @@ class StoreImpl final : public Store {
       const Key& key, const std::function<Result<Manifest>(const std::string& pkg)>& fill) const;
   std::vector<VerifyProblem> verify_archive(const std::string& name) const;
   std::vector<VerifyProblem> verify_tree(const std::string& name) const;
+  std::vector<VerifyProblem> verify_locks() const;
   Result<std::set<std::string>> entry_keys() const;
 
   Paths paths_;
   Fs& fs_;
+  uid_t euid_;  // whose (besides root's) files the store trusts
+  // Directories that failed the trust check at open() (only with report_distrust).
+  std::vector<TrustProblem> open_problems_;
   const ExtractLimits limits_;
   // Extraction buffers, one per thread (STYLE §5): 256 KiB each, reused across packages.
   mutable tbb::enumerable_thread_specific<ExtractScratch> scratch_;
@@ -289,10 +368,34 @@ class StoreImpl final : public Store {
   friend class PendingTreeImpl;
 };
 
+std::optional<std::string> StoreImpl::find_tree(const Key& key, Distrust* distrust) const {
+  if (!check_key(key).ok()) return std::nullopt;
+  // trees/<key> only ever appears by rename, complete with pkg/ and manifest.json.
+  std::string dir = paths_.tree(key);
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) return std::nullopt;  // a miss: one syscall, as ever
+  auto pass_over = [&](const std::string& path, std::string why, bool legacy = false) {
+    if (distrust) *distrust = Distrust{path, std::move(why), legacy};
+    return std::nullopt;
+  };
+  // The entry directory and pkg/: nobody else may rename or add anything in them. Below pkg/,
+  // everything was created by an extraction that the manifest vouches for (cache/trust.h).
+  std::string why = S_ISDIR(st.st_mode) ? distrust_reason(st, euid_) : "not a directory";
+  if (!why.empty()) return pass_over(dir, why);
+  std::string pkg = Paths::pkg_in(dir);
+  if (::lstat(pkg.c_str(), &st) != 0) return pass_over(pkg, "missing");
+  why = S_ISDIR(st.st_mode) ? distrust_reason(st, euid_) : "not a directory";
+  if (!why.empty()) return pass_over(pkg, why);
+  std::string manifest = Paths::manifest_in(dir);
+  bool legacy = false;
+  why = manifest_distrust(manifest, key, euid_, &legacy);
+  if (!why.empty()) return pass_over(manifest, why, legacy);
+  return pkg;
+}
+
 Status StoreImpl::write_manifest(const std::string& path, const Key& key,
                                  const Manifest& m) const {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus("create " + path, errno);
+  MAT_ASSIGN_OR_RETURN(UniqueFd fd, create_new_file(path, 0644));
   MAT_RETURN_IF_ERROR(write_manifest_json(key, m, [&](std::string_view piece) {
     return fs_.write_all(fd.get(), piece.data(), piece.size(), path);
   }));
@@ -321,20 +424,24 @@ class PendingTreeImpl final : public PendingTree {
     // makes it visible. Reopened by path rather than kept open: trees can queue up behind a
     // slow disk, and one fd held per queued tree could run into the process's fd limit.
     std::string manifest = Paths::manifest_in(tmp_);
-    UniqueFd fd(::open(manifest.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(manifest.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd.valid()) return ErrnoStatus("open " + manifest, errno);
     MAT_RETURN_IF_ERROR(store_.fs_.fsync(fd.get(), manifest));
-    // The rename is the commit point. If the tree appeared meanwhile (another process held a
-    // different lock file, or the caller skipped the lock), theirs is as good as ours.
+    // The rename is the commit point. If a trusted tree appeared meanwhile (another process
+    // held a different lock file, or the caller skipped the lock), theirs is as good as ours.
+    // One that find_tree() passes over is moved out of the way first (rename(2) cannot
+    // replace a non-empty directory); the caller holds the entry lock, so no other process
+    // of ours is looking at it.
     const Paths& paths = store_.paths_;
-    if (!store_.find_tree(key_)) {
-      Status st = store_.fs_.rename(tmp_, paths.tree(key_));
-      if (st.ok()) {
-        tmp_.clear();
-        store_.trees_renamed_.store(true);
-      } else if (!store_.find_tree(key_)) {
-        return st;
-      }
+    Distrust bad;
+    if (store_.find_tree(key_, &bad)) return paths.tree_pkg(key_);
+    if (!bad.path.empty()) MAT_RETURN_IF_ERROR(move_aside(store_.fs_, paths, paths.tree(key_)));
+    Status st = store_.fs_.rename(tmp_, paths.tree(key_));
+    if (st.ok()) {
+      tmp_.clear();
+      store_.trees_renamed_.store(true);
+    } else if (!store_.find_tree(key_)) {
+      return st;
     }
     return paths.tree_pkg(key_);
   }
@@ -425,12 +532,39 @@ std::vector<VerifyProblem> StoreImpl::verify_archive(const std::string& name) co
   auto parsed = parse_archive_name(name);
   if (!parsed) return {{"", path, "unexpected file in archives/"}};
   const Key& key = parsed->first;
+  std::vector<VerifyProblem> out;
+  Distrust bad;
+  if (!find_archive(key, parsed->second, &bad)) {
+    if (bad.path.empty()) return {};  // gone meanwhile
+    out.push_back({key.str(), path, bad.why + ": not used; it is replaced when next needed"});
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return out;  // nothing to hash
+  }
   auto got = hash_file(path, key.kind);
-  if (!got.ok()) return {{key.str(), path, got.status().message()}};
-  if (*got == key.hex) return {};
-  const char* algo = key.kind == HashKind::kSha256 ? "sha256" : "md5";
-  return {
-      {key.str(), path, std::string(algo) + " mismatch: expected " + key.hex + ", got " + *got}};
+  if (!got.ok()) {
+    out.push_back({key.str(), path, got.status().message()});
+  } else if (*got != key.hex) {
+    const char* algo = key.kind == HashKind::kSha256 ? "sha256" : "md5";
+    out.push_back(
+        {key.str(), path, std::string(algo) + " mismatch: expected " + key.hex + ", got " + *got});
+  }
+  return out;
+}
+
+std::vector<VerifyProblem> StoreImpl::verify_locks() const {
+  auto names = list_dir(paths_.locks_dir());
+  if (!names.ok()) return {{"", paths_.locks_dir(), names.status().message()}};
+  std::vector<VerifyProblem> out;
+  for (const auto& name : *names) {
+    std::string path = path_join(paths_.locks_dir(), name);
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    std::string why = S_ISREG(st.st_mode) ? distrust_reason(st, euid_) : "not a regular file";
+    if (!why.empty()) {
+      out.push_back({"", path, why + ": remove it (`rm " + path + "`) while no install runs"});
+    }
+  }
+  return out;
 }
 
 std::vector<VerifyProblem> StoreImpl::verify_tree(const std::string& name) const {
@@ -439,21 +573,43 @@ std::vector<VerifyProblem> StoreImpl::verify_tree(const std::string& name) const
   if (!key) return {{"", dir, "unexpected entry in trees/"}};
   std::string k = key->str();
   std::string manifest_path = paths_.tree_manifest(*key);
+  // The entry as find_tree() sees it; a version-1 manifest is not damage (the entry is simply
+  // extracted afresh when next used), and its members are checked one by one below anyway.
+  std::vector<VerifyProblem> out;
+  Distrust bad;
+  if (!find_tree(*key, &bad) && !bad.path.empty() && !bad.legacy) {
+    out.push_back({k, bad.path, bad.why + ": not used; it is replaced when next needed"});
+    if (bad.path != manifest_path) return out;  // the entry or pkg/: nothing safe to walk
+    struct stat st;
+    if (::lstat(manifest_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return out;
+  }
   auto text = read_file(manifest_path);
-  if (!text.ok()) return {{k, manifest_path, "manifest unreadable: " + text.status().message()}};
+  if (!text.ok()) {
+    out.push_back({k, manifest_path, "manifest unreadable: " + text.status().message()});
+    return out;
+  }
   auto want = parse_manifest(*text, manifest_path);
-  if (!want.ok()) return {{k, manifest_path, want.status().message()}};
+  if (!want.ok()) {
+    out.push_back({k, manifest_path, want.status().message()});
+    return out;
+  }
 
   std::string pkg = paths_.tree_pkg(*key);
   DiskTree have;
   UniqueFd root(::open(pkg.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  Status st = root.valid() ? walk_tree(root.get(), "", pkg, &have) : ErrnoStatus(pkg, errno);
-  if (!st.ok()) return {{k, pkg, st.message()}};
+  Status st = root.valid() ? walk_tree(root.get(), "", pkg, euid_, &have) : ErrnoStatus(pkg, errno);
+  if (!st.ok()) {
+    out.push_back({k, pkg, st.message()});
+    return out;
+  }
 
-  std::vector<VerifyProblem> out;
   auto problem = [&](const std::string& path, std::string what) {
     out.push_back({k, path_join(pkg, path), std::move(what)});
   };
+  // Every member, whatever the manifest says: one another user can change is a way in.
+  for (const auto& [path, h] : have) {
+    if (!h.distrust.empty()) problem(path, h.distrust);
+  }
   for (const auto& [path, w] : *want) {
     auto it = have.find(path);
     if (it == have.end()) {
@@ -490,6 +646,14 @@ std::vector<VerifyProblem> StoreImpl::verify_tree(const std::string& name) const
 }
 
 Result<std::vector<VerifyProblem>> StoreImpl::verify() const {
+  // A directory of the cache that fails the trust check: the entries below it cannot be
+  // vouched for by anything in them, so they are not walked (nor read, as root, through
+  // whatever someone put there).
+  if (!open_problems_.empty()) {
+    std::vector<VerifyProblem> out;
+    for (const auto& p : open_problems_) out.push_back({"", p.path, p.why + ": fix: " + p.fix});
+    return out;
+  }
   MAT_ASSIGN_OR_RETURN(auto archives, list_dir(paths_.archives_dir()));
   MAT_ASSIGN_OR_RETURN(auto trees, list_dir(paths_.trees_dir()));
   // One job per entry, in parallel (hashing dominates); results are kept in listing order so
@@ -504,6 +668,7 @@ Result<std::vector<VerifyProblem>> StoreImpl::verify() const {
   for (auto& v : found) {
     for (auto& p : v) out.push_back(std::move(p));
   }
+  for (auto& p : verify_locks()) out.push_back(std::move(p));
   return out;
 }
 
@@ -523,12 +688,17 @@ Result<std::set<std::string>> StoreImpl::entry_keys() const {
 Status StoreImpl::clean(bool all) const {
   // tmp/: a name carries the pid that made it. Entries of live processes (this one included:
   // another thread may be extracting right now) are left alone.
+  // One that cannot be removed (an untrusted tree moved aside whose directories another user
+  // owns) does not stop the others; the first failure is returned at the end.
   MAT_ASSIGN_OR_RETURN(auto tmp, list_dir(paths_.tmp_dir()));
+  Status first;
   for (const auto& name : tmp) {
     auto pid = tmp_name_pid(name);
     if (pid && (*pid == ::getpid() || ::kill(*pid, 0) == 0 || errno == EPERM)) continue;
-    MAT_RETURN_IF_ERROR(remove_all(path_join(paths_.tmp_dir(), name)));
+    Status st = remove_all(path_join(paths_.tmp_dir(), name));
+    if (first.ok()) first = st;
   }
+  MAT_RETURN_IF_ERROR(first);
   // Lock files are kept: deleting one while another process waits on it lets a third process
   // lock a fresh file of the same name, and both would then "hold" the entry.
   if (!all) return Status::Ok();
@@ -570,13 +740,22 @@ void drop_page_cache(const std::string& path) {
 }
 
 Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs,
-                                           const ExtractLimits& limits) {
-  Paths paths(absolute_path(root));
-  for (const std::string* dir :
-       {&paths.archives_dir(), &paths.trees_dir(), &paths.locks_dir(), &paths.tmp_dir()}) {
-    MAT_RETURN_IF_ERROR(make_dirs(*dir).with_context("open cache " + paths.root()));
+                                           const StoreOptions& options) {
+  // Checked once per run, before anything is read or fetched: ~10 directories, one openat and
+  // one fstat each.
+  const uid_t euid = ::geteuid();
+  const std::string abs = absolute_path(root);
+  std::vector<TrustProblem> problems;
+  auto real = open_trusted_dirs(abs, Paths::store_dirs(), euid, &problems);
+  if (!real.ok()) return real.status().with_context("open cache " + abs);
+  if (!problems.empty() && !options.report_distrust) {
+    std::string msg =
+        "other users could change what this cache installs, so it is not used (README "
+        "\"Permission model\"):";
+    for (const auto& p : problems) msg += "\n  " + p.path + ": " + p.why + ": fix: " + p.fix;
+    return InvalidInput(msg);
   }
-  return std::unique_ptr<Store>(new StoreImpl(std::move(paths), fs, limits));
+  return std::unique_ptr<Store>(new StoreImpl(Paths(*real), fs, euid, std::move(problems), options.limits));
 }
 
 }  // namespace mat::cache

@@ -20,6 +20,12 @@
 // the per-entry lock: whoever holds it produces the entry; the others wait for that entry
 // only, then find it published.
 //
+// Permission model (cache/trust.h, README "Permission model"): a tree file is linked into
+// prefixes and run, as root on the workers, so the store trusts only what the effective uid or
+// root owns and nobody else can write. open() refuses a cache whose directories (or those
+// above it) fail that; an entry that fails it is passed over by find_archive()/find_tree(),
+// which say why, and replaced when the caller produces it afresh.
+//
 // Thread safety: a Store is immutable after open(); all methods may be called concurrently
 // (for distinct keys; the entry lock serialises the same key across processes and threads).
 #pragma once
@@ -98,8 +104,9 @@ class PendingArchive {
   // The temp file: complete and readable once finish() returned (extraction reads it there,
   // so the fsync of publish() can run later, on another thread). "" after publish()/abort().
   virtual const std::string& path() const = 0;
-  // The caller has verified the digest: fsync and rename to archives/<key><ext>.
-  // Returns the final path.
+  // The caller has verified the digest: fsync and rename to archives/<key><ext>, replacing
+  // an archive there that find_archive() passes over (a trusted one is kept). Returns the
+  // final path.
   virtual Result<std::string> publish() = 0;
 };
 
@@ -111,8 +118,9 @@ class PendingTree {
   // The extracted members, in tmp/ until commit().
   virtual const std::string& pkg_dir() const = 0;
   virtual const ExtractStats& stats() const = 0;
-  // fsync the manifest, rename into trees/<key> (the commit point). If the tree appeared
-  // meanwhile (another process), theirs is kept. Returns the published tree's pkg/ directory.
+  // fsync the manifest, rename into trees/<key> (the commit point). If a trusted tree
+  // appeared meanwhile (another process), theirs is kept; one that find_tree() passes over is
+  // first moved into tmp/ and removed. Returns the published tree's pkg/ directory.
   virtual Result<std::string> commit() = 0;
 };
 
@@ -127,6 +135,22 @@ struct StoreStats {
   int64_t tmp_entries = 0;
 };
 
+// Why find_archive()/find_tree() passed over an entry that is there.
+struct Distrust {
+  std::string path;     // what failed the check
+  std::string why;      // "writable by group and others (mode 0666)", ...
+  bool legacy = false;  // made by an older materializer (not a sign of tampering)
+};
+
+struct StoreOptions {
+  // open() fails (kInvalidInput) when another user could change the cache's directories or
+  // one above them. With `report_distrust` (`cache verify`) it opens the cache all the same,
+  // creates nothing below a directory that failed, and verify() lists the problems.
+  bool report_distrust = false;
+  // Expansion limits for every archive this store extracts.
+  ExtractLimits limits;
+};
+
 struct VerifyProblem {
   std::string key;
   std::string path;     // what is wrong
@@ -135,21 +159,36 @@ struct VerifyProblem {
 
 class Store {
  public:
-  // Opens (creating if needed) a store rooted at `root`; its extractions obey `limits`.
-  // Errors: kIo, kNoSpace.
+  // Opens (creating if needed) a store rooted at `root`, which it resolves to its real path
+  // (root() returns that). Checks every directory from "/" down to v1/'s subdirectories
+  // (cache/trust.h). Its extractions obey `options.limits`. Errors: kInvalidInput naming each
+  // untrusted directory, what is wrong and the command that fixes it; kIo, kNoSpace.
   static Result<std::unique_ptr<Store>> open(const std::string& root, Fs& fs = posix_fs(),
-                                             const ExtractLimits& limits = {});
+                                             const StoreOptions& options = {});
   virtual ~Store() = default;
 
   virtual const std::string& root() const = 0;
 
-  // The published, verified archive for `key`, if present.
-  virtual std::optional<std::string> find_archive(const Key& key, ArchiveFormat f) const = 0;
-  // The directory holding the extracted members (".../trees/<key>/pkg"), if published.
-  virtual std::optional<std::string> find_tree(const Key& key) const = 0;
+  // The published, verified archive for `key`, if present and trusted. One that is there but
+  // fails the check (not a regular file, owned by another user, writable by group or others)
+  // is not returned; `distrust` (if not null) then says why. Costs one lstat.
+  virtual std::optional<std::string> find_archive(const Key& key, ArchiveFormat f,
+                                                  Distrust* distrust) const = 0;
+  std::optional<std::string> find_archive(const Key& key, ArchiveFormat f) const {
+    return find_archive(key, f, nullptr);
+  }
+  // The directory holding the extracted members (".../trees/<key>/pkg"), if published and
+  // trusted: trees/<key> and its pkg/ are directories and its manifest.json a file, owned by
+  // the effective uid or root and not writable by group or others, and the manifest is one
+  // this version wrote for `key` (which vouches for the modes of everything inside). Else
+  // nullopt, and `distrust` (if not null) says why when something is there. Costs two lstat
+  // and one small read of the manifest's head (open, fstat, pread, close), not a walk.
+  virtual std::optional<std::string> find_tree(const Key& key, Distrust* distrust) const = 0;
+  std::optional<std::string> find_tree(const Key& key) const { return find_tree(key, nullptr); }
 
   // Per-entry lock (both archive and tree of `key`). wait=false returns a lock that is
-  // !held() if someone else holds it.
+  // !held() if someone else holds it. The lock file is never opened through a symlink (see
+  // FileLock).
   virtual Result<FileLock> lock_entry(const Key& key, bool wait) const = 0;
 
   // Starts writing an archive for `key` into tmp/. Caller should hold the entry lock.
@@ -188,8 +227,11 @@ class Store {
   virtual void sync_dirs() const = 0;
 
   virtual Result<StoreStats> stats() const = 0;
-  // Re-hashes every archive against its key and every tree against its manifest.
-  // Returns the problems found (empty = healthy). Errors only for run-wide failures.
+  // Re-hashes every archive against its key and every tree against its manifest, and checks
+  // the permission model on every directory, archive, lock file and tree member (opened with
+  // report_distrust, the cache's own directories first: if one of them fails, only those
+  // problems are listed). Returns the problems found (empty = healthy). Errors only for
+  // run-wide failures.
   virtual Result<std::vector<VerifyProblem>> verify() const = 0;
   // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now.
   virtual Status clean(bool all) const = 0;

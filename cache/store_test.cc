@@ -198,9 +198,12 @@ TEST_F(StoreTest, ExtractPublishesTreeAndManifest) {
   EXPECT_EQ(testing::read_link(*r + "/lib/l.so"), "l.so.1");
   EXPECT_TRUE(tmp_entries().empty());
 
-  auto doc =
-      nlohmann::json::parse(testing::slurp(root_ + "/v1/trees/" + key.str() + "/manifest.json"));
-  EXPECT_EQ(doc["version"], 2);
+  std::string text = testing::slurp(root_ + "/v1/trees/" + key.str() + "/manifest.json");
+  // Version and key first: find_tree() reads only this head (see manifest.h).
+  std::string head = R"({"version":3,"key":")" + key.str() + R"(",)";
+  EXPECT_EQ(text.substr(0, head.size()), head);
+  auto doc = nlohmann::json::parse(text);
+  EXPECT_EQ(doc["version"], 3);
   EXPECT_EQ(doc["key"], key.str());
   EXPECT_EQ(doc["files"]["bin/t"]["type"], "file");
   EXPECT_EQ(doc["files"]["bin/t"]["size"], 10);
@@ -463,30 +466,40 @@ TEST_F(StoreTest, VerifyDetectsModifiedTreeFile) {
   EXPECT_NE(got["bin/t"].find("mode"), std::string::npos);
 }
 
-// Trees extracted before manifests kept the SHA-256 (version 1: an XXH3-64 per file) are still
-// verified, by their XXH3.
-TEST_F(StoreTest, VerifyReadsVersionOneManifests) {
-  Key key = add_entry(*store_, "t-1-0.conda", simple_conda());
-  const std::string manifest = root_ + "/v1/trees/" + key.str() + "/manifest.json";
-  auto doc = nlohmann::json::parse(testing::slurp(manifest));
-  doc["version"] = 1;
-  for (auto& [path, e] : doc["files"].items()) {
-    if (e["type"] != "file") continue;
-    e.erase("sha256");
-    e["xxh3"] = xxh3_hex(testing::slurp(*store_->find_tree(key) + "/" + path));
+// Trees extracted before manifests kept the SHA-256 (versions 1 and 2: an XXH3-64 per file) are
+// still verified, by their XXH3 (find_tree() passes them over; see store_trust_test.cc).
+TEST_F(StoreTest, VerifyReadsVersionOneAndTwoManifests) {
+  for (int version : {1, 2}) {
+    SCOPED_TRACE(version);
+    ASSERT_TRUE(store_->clean(true).ok());
+    Key key = add_entry(*store_, "t-1-0.conda", simple_conda());
+    const std::string manifest = root_ + "/v1/trees/" + key.str() + "/manifest.json";
+    auto doc = nlohmann::json::parse(testing::slurp(manifest));
+    for (auto& [path, e] : doc["files"].items()) {
+      if (e["type"] != "file") continue;
+      e.erase("sha256");
+      e["xxh3"] = xxh3_hex(testing::slurp(root_ + "/v1/trees/" + key.str() + "/pkg/" + path));
+    }
+    ASSERT_EQ(::unlink(manifest.c_str()), 0);
+    if (version == 1) {
+      doc["version"] = 1;
+      testing::write_bytes(manifest, doc.dump());  // sorted keys: "files" first, as v1 had them
+    } else {
+      testing::write_bytes(manifest, R"({"version":2,"key":")" + key.str() + R"(","files":)" +
+                                         doc["files"].dump() + "}");
+    }
+    auto clean = store_->verify();
+    ASSERT_TRUE(clean.ok());
+    EXPECT_TRUE(clean->empty()) << clean->front().path << ": " << clean->front().problem;
+    testing::write_bytes(root_ + "/v1/trees/" + key.str() + "/pkg/lib/l.so.1", "EVL");
+    auto v = store_->verify();
+    ASSERT_TRUE(v.ok());
+    ASSERT_EQ(v->size(), 1u);
+    EXPECT_NE(v->front().problem.find("xxh3 mismatch"), std::string::npos) << v->front().problem;
+    auto stats = store_->stats();
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->tree_files, 3);  // info/index.json, bin/t, lib/l.so.1
   }
-  testing::write_bytes(manifest, doc.dump());
-  auto clean = store_->verify();
-  ASSERT_TRUE(clean.ok());
-  EXPECT_TRUE(clean->empty()) << clean->front().path << ": " << clean->front().problem;
-  testing::write_bytes(*store_->find_tree(key) + "/lib/l.so.1", "EVL");
-  auto v = store_->verify();
-  ASSERT_TRUE(v.ok());
-  ASSERT_EQ(v->size(), 1u);
-  EXPECT_NE(v->front().problem.find("xxh3 mismatch"), std::string::npos) << v->front().problem;
-  auto stats = store_->stats();
-  ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(stats->tree_files, 3);  // info/index.json, bin/t, lib/l.so.1
 }
 
 // The manifest is written without a JSON library: names that need escaping round-trip, and the
@@ -532,10 +545,14 @@ TEST(ManifestTest, RoundTripsNamesThatNeedEscaping) {
   EXPECT_EQ(st.code(), Code::kNoSpace);
   EXPECT_EQ(pieces, 1);
   // Broken or foreign manifests are kCorrupt.
-  for (const char* bad : {"", "[]", "{\"version\":3,\"files\":{}}", "{\"version\":2}",
+  for (const char* bad : {"", "[]", "{\"version\":4,\"files\":{}}",
+                          "{\"version\":0,\"files\":{}}", "{\"version\":3}",
                           "{\"version\":2,\"files\":{\"a\":{\"type\":\"file\"}}}",
+                          "{\"version\":3,\"files\":{\"a\":{\"type\":\"file\",\"size\":1,"
+                          "\"mode\":1,\"sha256\":\"xyz\"}}}",
+                          // version 2 files carry "xxh3", not "sha256"
                           "{\"version\":2,\"files\":{\"a\":{\"type\":\"file\",\"size\":1,"
-                          "\"mode\":1,\"sha256\":\"xyz\"}}}"}) {
+                          "\"mode\":1,\"sha256\":\"00\"}}}"}) {
     SCOPED_TRACE(bad);
     auto r = parse_manifest(bad, "m");
     EXPECT_EQ(r.status().code(), Code::kCorrupt);

@@ -7,10 +7,13 @@
 #include <sys/stat.h>
 #include <tbb/task_arena.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -197,6 +200,174 @@ inline std::string make_conda_package(std::vector<Member> info, const std::vecto
   info.push_back({"info/paths.json", 'f', paths_json_for(pkg)});
   return make_conda(info, pkg);
 }
+
+// --- zips written byte by byte ------------------------------------------------------------
+// libarchive's writer only makes consistent zips; these tests need local headers and central
+// directory entries that disagree, bytes no entry owns, entries hidden inside others.
+
+inline void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+inline uint32_t crc32_of(const std::string& data) {
+  return static_cast<uint32_t>(
+      ::crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+}
+// Raw deflate (no zlib header), as zip members hold it.
+inline std::string deflate_raw(const std::string& data) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&z, data.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+// A zstd skippable frame holding `payload`: zstd decoders pass over it.
+inline std::string zstd_skippable(const std::string& payload) {
+  std::string out;
+  put_le(out, 0x184D2A50, 4);
+  put_le(out, payload.size(), 4);
+  return out + payload;
+}
+
+// One member as a local header or a central directory entry describes it.
+struct RawEntry {
+  std::string name;
+  std::string data;             // as stored in the archive (already compressed for method 8)
+  uint16_t method = 0;          // 0 stored, 8 deflate
+  int64_t size = -1;            // uncompressed bytes; -1: data.size()
+  std::optional<uint32_t> crc;  // of the uncompressed bytes; unset: crc32_of(data)
+  int64_t comp_size = -1;       // compressed bytes the records give; -1: data.size()
+  uint16_t flags = 0;           // 0x0008: CRC-32 and sizes (also) in a data descriptor
+  bool zero_in_local = false;   // with 0x0008: 0 for CRC-32 and sizes in the local header
+  bool descriptor_sig = true;   // the descriptor's optional signature
+  std::string central_extra;    // the central directory entry's extra field
+
+  uint32_t crc_value() const { return crc ? *crc : crc32_of(data); }
+  uint64_t size_value() const { return size >= 0 ? static_cast<uint64_t>(size) : data.size(); }
+  uint64_t comp_value() const {
+    return comp_size >= 0 ? static_cast<uint64_t>(comp_size) : data.size();
+  }
+};
+
+// Deflated member `name` holding `plain`.
+inline RawEntry deflated(const std::string& name, const std::string& plain) {
+  return {name, deflate_raw(plain), 8, static_cast<int64_t>(plain.size()), crc32_of(plain)};
+}
+
+class RawZip {
+ public:
+  // Appends `e`'s local header, data and (flag 0x0008) data descriptor; returns its offset.
+  size_t local(const RawEntry& e) {
+    size_t at = out_.size();
+    bool zero = (e.flags & 0x0008) && e.zero_in_local;
+    put_le(out_, 0x04034b50, 4);
+    put_le(out_, 20, 2);
+    put_le(out_, e.flags, 2);
+    put_le(out_, e.method, 2);
+    put_le(out_, 0, 2);
+    put_le(out_, 0x21, 2);
+    put_le(out_, zero ? 0 : e.crc_value(), 4);
+    put_le(out_, zero ? 0 : e.comp_value(), 4);
+    put_le(out_, zero ? 0 : e.size_value(), 4);
+    put_le(out_, e.name.size(), 2);
+    put_le(out_, 0, 2);
+    out_ += e.name + e.data;
+    if (e.flags & 0x0008) {
+      if (e.descriptor_sig) put_le(out_, 0x08074b50, 4);
+      put_le(out_, e.crc_value(), 4);
+      put_le(out_, e.comp_value(), 4);
+      put_le(out_, e.size_value(), 4);
+    }
+    return at;
+  }
+  // Appends bytes that no entry owns.
+  void bytes(const std::string& b) { out_ += b; }
+  // Lists `e` in the central directory with its local header at `offset`.
+  void central(const RawEntry& e, size_t offset) {
+    put_le(cd_, 0x02014b50, 4);
+    put_le(cd_, 3 << 8 | 20, 2);
+    put_le(cd_, 20, 2);
+    put_le(cd_, e.flags, 2);
+    put_le(cd_, e.method, 2);
+    put_le(cd_, 0, 2);
+    put_le(cd_, 0x21, 2);
+    put_le(cd_, e.crc_value(), 4);
+    put_le(cd_, e.comp_value(), 4);
+    put_le(cd_, e.size_value(), 4);
+    put_le(cd_, e.name.size(), 2);
+    put_le(cd_, e.central_extra.size(), 2);
+    put_le(cd_, 0, 2);                        // comment
+    put_le(cd_, 0, 2);                        // disk
+    put_le(cd_, 0, 2);                        // internal attributes
+    put_le(cd_, uint64_t{0100644} << 16, 4);  // external: a regular file, 0644
+    put_le(cd_, offset, 4);
+    cd_ += e.name + e.central_extra;
+    ++listed_;
+  }
+  // Both: a consistent member.
+  size_t add(const RawEntry& e) {
+    size_t at = local(e);
+    central(e, at);
+    return at;
+  }
+  const std::string& so_far() const { return out_; }
+  // The zip: what was appended, the central directory, `after_cd` (bytes no record owns), the
+  // end record counting `count` entries (default: those listed) and `comment`.
+  std::string finish(std::optional<uint16_t> count = std::nullopt, const std::string& after_cd = "",
+                     const std::string& comment = "") const {
+    std::string z = out_;
+    size_t cd_at = z.size();
+    z += cd_ + after_cd;
+    uint16_t n = count ? *count : static_cast<uint16_t>(listed_);
+    put_le(z, 0x06054b50, 4);
+    put_le(z, 0, 4);  // disk numbers
+    put_le(z, n, 2);
+    put_le(z, n, 2);
+    put_le(z, cd_.size(), 4);
+    put_le(z, cd_at, 4);
+    put_le(z, comment.size(), 2);
+    return z + comment;
+  }
+  // The same with zip64 end records: the zip64 end record (counting `count64` entries), its
+  // locator, and an end record whose fields are saturated, or (saturate = false) plain.
+  std::string finish64(std::optional<uint64_t> count64 = std::nullopt, bool saturate = true) const {
+    std::string z = out_;
+    const size_t cd_at = z.size();
+    z += cd_;
+    const size_t z64_at = z.size();
+    const uint64_t n = count64 ? *count64 : static_cast<uint64_t>(listed_);
+    put_le(z, 0x06064b50, 4);
+    put_le(z, 44, 8);
+    put_le(z, 45, 2);
+    put_le(z, 45, 2);
+    put_le(z, 0, 8);  // disk numbers
+    put_le(z, n, 8);
+    put_le(z, n, 8);
+    put_le(z, cd_.size(), 8);
+    put_le(z, cd_at, 8);
+    put_le(z, 0x07064b50, 4);
+    put_le(z, 0, 4);
+    put_le(z, z64_at, 8);
+    put_le(z, 1, 4);
+    put_le(z, 0x06054b50, 4);
+    put_le(z, 0, 4);
+    put_le(z, saturate ? 0xffff : static_cast<uint64_t>(listed_), 2);
+    put_le(z, saturate ? 0xffff : static_cast<uint64_t>(listed_), 2);
+    put_le(z, saturate ? 0xffffffff : cd_.size(), 4);
+    put_le(z, saturate ? 0xffffffff : cd_at, 4);
+    put_le(z, 0, 2);
+    return z;
+  }
+
+ private:
+  std::string out_, cd_;
+  int listed_ = 0;
+};
 
 inline void write_bytes(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);

@@ -1,11 +1,15 @@
 #include "cache/zip_reader.h"
 
+#include <fcntl.h>
 #include <isa-l/igzip_lib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <utility>
+
+#include "materializer/base/fs.h"
 
 namespace mat::cache {
 namespace {
@@ -23,16 +27,44 @@ ZipScratch::ZipScratch()
       inflater_(std::make_unique<inflate_state>()) {}
 ZipScratch::~ZipScratch() = default;
 
+namespace {
+
+Result<UniqueFd> open_zip_fd(const std::string& path, const std::string& shown) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return NotFound(shown + ": no such file");
+    return ErrnoStatus("open " + path, errno);
+  }
+  return fd;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<ZipReader>> ZipReader::open_file(const std::string& path,
                                                         const std::string& shown) {
+  MAT_ASSIGN_OR_RETURN(UniqueFd fd, open_zip_fd(path, shown));
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return NotFound(shown + ": no such file");
-    return ErrnoStatus("stat " + path, errno);
-  }
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat " + path, errno);
   if (st.st_size == 0) return Corrupt(shown + ": not a readable zip archive: empty file");
+  MAT_ASSIGN_OR_RETURN(ZipLayout layout, check_zip_layout(fd.get(), st.st_size, shown));
+  return open_checked(path, shown, fd.release(),
+                      std::make_shared<const ZipLayout>(std::move(layout)));
+}
+
+Result<std::unique_ptr<ZipReader>> ZipReader::reopen() const {
+  MAT_ASSIGN_OR_RETURN(UniqueFd fd, open_zip_fd(path_, shown_));
+  return open_checked(path_, shown_, fd.release(), layout_);
+}
+
+// libzip finds its own end record and reads its own central directory: the listing must be the
+// one check_zip_layout() checked (which also made sure no other end record is plausible), or
+// libzip would read members the check never saw.
+Result<std::unique_ptr<ZipReader>> ZipReader::open_checked(
+    const std::string& path, const std::string& shown, int fd,
+    std::shared_ptr<const ZipLayout> layout) {
+  UniqueFd owned(fd);
   int code = 0;
-  zip_t* z = zip_open(path.c_str(), ZIP_RDONLY, &code);
+  zip_t* z = zip_fdopen(owned.get(), ZIP_RDONLY, &code);  // dups it; closes ours on success
   if (!z) {
     zip_error_t err;
     zip_error_init_with_code(&err, code);
@@ -42,12 +74,32 @@ Result<std::unique_ptr<ZipReader>> ZipReader::open_file(const std::string& path,
     if (code == ZIP_ER_OPEN || code == ZIP_ER_READ) return IoError(shown + ": " + msg);
     return Corrupt(shown + ": not a readable zip archive: " + msg);
   }
+  (void)owned.release();
+  std::unique_ptr<ZipReader> reader(new ZipReader(z, 0, path, shown, std::move(layout)));
+  const std::vector<ZipEntry>& entries = reader->layout_->entries;
   zip_int64_t n = zip_get_num_entries(z, 0);
-  if (n < 0) {
-    zip_discard(z);
-    return Corrupt(shown + ": cannot count the zip members");
+  if (n < 0 || static_cast<size_t>(n) != entries.size()) {
+    return Corrupt(shown + ": libzip lists " + std::to_string(n) +
+                   " members, its central directory " + std::to_string(entries.size()));
   }
-  return std::unique_ptr<ZipReader>(new ZipReader(z, static_cast<size_t>(n)));
+  std::vector<const ZipEntry*> by_index(entries.size());
+  for (const ZipEntry& e : entries) by_index[e.index] = &e;
+  for (size_t i = 0; i < by_index.size(); ++i) {
+    const ZipEntry& e = *by_index[i];
+    zip_stat_t st;
+    zip_stat_init(&st);
+    constexpr zip_uint64_t need =
+        ZIP_STAT_NAME | ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_CRC | ZIP_STAT_COMP_METHOD;
+    if (zip_stat_index(z, i, ZIP_FL_ENC_RAW, &st) != 0 || (st.valid & need) != need ||
+        st.name == nullptr || e.name != st.name || st.size != static_cast<uint64_t>(e.size) ||
+        st.comp_size != static_cast<uint64_t>(e.comp_size) || st.crc != e.crc ||
+        st.comp_method != e.method) {
+      return Corrupt(shown + ": libzip reads central directory entry " + std::to_string(i) +
+                     " differently from the layout check: refused, readers could disagree");
+    }
+  }
+  reader->members_ = entries.size();
+  return reader;
 }
 
 ZipReader::~ZipReader() { zip_discard(z_); }

@@ -9,6 +9,10 @@
 // run, +0.07 s of sys) than its speed saved; igzip streams with two 256 KiB buffers. The file is
 // read, not mapped, so the resident size does not grow with the archive.
 //
+// Before anything is read, open_file() checks the archive's structure (cache/zip_layout.h: the
+// local headers agree with the central directory and tile the file), and that libzip's listing
+// is the central directory that check read: a zip whose readers could disagree is refused.
+//
 // Checks made here: encrypted members are refused; a stored member's compressed and
 // uncompressed sizes agree; a deflate stream yields no more than the declared size (a shorter
 // one is handed on for the caller's size check); the CRC-32 matches the central directory
@@ -23,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/zip_layout.h"
 #include "materializer/base/status.h"
 
 struct inflate_state;
@@ -59,15 +64,22 @@ class ZipReader {
 
   // Opens the zip file at `path`, read with pread-sized reads as members are read (not mapped:
   // the resident size stays two chunks whatever the wheel's size); `shown` names it in errors.
-  // A missing file is kNotFound.
+  // Checks its layout first (check_zip_layout; kCorrupt naming the member and what disagreed),
+  // then that libzip lists the same entries: names (raw bytes), sizes, CRC-32, methods, in
+  // central directory order. A missing file is kNotFound.
   static Result<std::unique_ptr<ZipReader>> open_file(const std::string& path,
                                                       const std::string& shown);
+  // Another reader of the same file, for another thread (a ZipReader serves one at a time):
+  // the layout is shared, not checked again.
+  Result<std::unique_ptr<ZipReader>> reopen() const;
   ~ZipReader();
   ZipReader(const ZipReader&) = delete;
   ZipReader& operator=(const ZipReader&) = delete;
 
   size_t members() const { return members_; }
   Result<Member> member(size_t index) const;
+  // The checked layout: the entries in file order, each with its central directory index.
+  const ZipLayout& layout() const { return *layout_; }
 
   // Reads member `index` block by block. Call next() until it returns an empty block; an error
   // message names the reason (the caller adds the archive and member names). A block stays
@@ -100,11 +112,23 @@ class ZipReader {
   Result<Stream> read(size_t index, ZipScratch& scratch) const;
 
  private:
-  ZipReader(zip_t* z, size_t members) : z_(z), members_(members) {}
+  ZipReader(zip_t* z, size_t members, std::string path, std::string shown,
+            std::shared_ptr<const ZipLayout> layout)
+      : z_(z),
+        members_(members),
+        path_(std::move(path)),
+        shown_(std::move(shown)),
+        layout_(std::move(layout)) {}
+  // libzip on `fd` (taken over), checked against `layout`.
+  static Result<std::unique_ptr<ZipReader>> open_checked(const std::string& path,
+                                                         const std::string& shown, int fd,
+                                                         std::shared_ptr<const ZipLayout> layout);
   std::string error() const;
 
   zip_t* z_;
   size_t members_;
+  std::string path_, shown_;
+  std::shared_ptr<const ZipLayout> layout_;
 };
 
 }  // namespace mat::cache

@@ -9,6 +9,7 @@
 #include <deque>
 #include <mutex>
 #include <new>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -40,6 +41,7 @@ struct ZstdReadAhead::State {
   enum class Mode { kUnknown, kZstd, kRaw } mode = Mode::kUnknown;
   const char* in = nullptr;
   size_t in_size = 0, in_pos = 0;
+  std::string head;  // the first bytes, until the mode is known
   bool input_done = false;
   size_t last_ret = 1;  // ZSTD_decompressStream's last hint: 0 once a frame is complete
 
@@ -52,14 +54,18 @@ struct ZstdReadAhead::State {
         const void* p = nullptr;
         size_t n = 0;
         MAT_ASSIGN_OR_RETURN(bool more, pull(&p, &n));
-        if (!more) {
-          input_done = true;
-        } else {
-          in = static_cast<const char*>(p);
-          in_size = n;
-          in_pos = 0;
-          if (mode == Mode::kUnknown && n > 0)
-            mode = has_zstd_magic(p, n) ? Mode::kZstd : Mode::kRaw;
+        if (!more) input_done = true;
+        if (mode != Mode::kUnknown) {
+          if (more) in = static_cast<const char*>(p), in_size = n, in_pos = 0;
+          continue;
+        }
+        // The magic number may arrive split across blocks (a stream read in order hands out
+        // whatever its source gave, a few bytes at a member's start): the first bytes are
+        // gathered in `head` until there are four, then decoded from there.
+        if (more) head.append(static_cast<const char*>(p), n);
+        if (head.size() >= 4 || (input_done && !head.empty())) {
+          mode = has_zstd_magic(head.data(), head.size()) ? Mode::kZstd : Mode::kRaw;
+          in = head.data(), in_size = head.size(), in_pos = 0;
         }
         continue;
       }

@@ -126,6 +126,31 @@ TEST(ZstdReadAhead, InputWithoutTheMagicIsPassedThrough) {
   EXPECT_TRUE(*got == src.data);
 }
 
+// A stream read in order hands out whatever its source gave: the magic number may come split
+// over blocks of a byte or two (it was taken for raw input, and the tar reader then failed).
+TEST(ZstdReadAhead, MagicSplitAcrossTinyBlocksIsRecognised) {
+  const std::string plain = sample(50000, 6);
+  for (size_t block : {size_t{1}, size_t{2}, size_t{3}}) {
+    SCOPED_TRACE(block);
+    for (bool zstd : {true, false}) {
+      Source src;
+      src.data = zstd ? compress(plain) : plain;
+      src.block = block;
+      ZstdReadAhead r(src.pull(), "t", {.chunk_bytes = 4096, .max_chunks_ahead = 2});
+      Result<std::string> got = read_all(r);
+      ASSERT_TRUE(got.ok()) << got.status().to_string();
+      EXPECT_TRUE(*got == plain);
+    }
+  }
+  Source tiny;  // raw input shorter than the magic number
+  tiny.data = "ab";
+  tiny.block = 1;
+  ZstdReadAhead r(tiny.pull(), "t");
+  Result<std::string> got = read_all(r);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(*got, "ab");
+}
+
 TEST(ZstdReadAhead, TruncatedDamagedAndEmptyStreamsAreCorrupt) {
   std::string comp = compress(sample(500000, 5));
   for (size_t cut : {size_t{5}, comp.size() / 2, comp.size() - 1}) {

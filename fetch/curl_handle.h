@@ -32,4 +32,10 @@ struct CurlSlistDeleter {
 // A header list. It must outlive every easy handle that was given it with CURLOPT_HTTPHEADER.
 using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
 
+struct CurlUrlDeleter {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+// A parsed URL (libcurl's URL API), for resolving redirect targets.
+using CurlUrl = std::unique_ptr<CURLU, CurlUrlDeleter>;
+
 }  // namespace mat::fetch

@@ -30,6 +30,8 @@ using testserver::TestHttpServer;
 struct SinkLog {
   std::string data;
   int resets = 0;
+  int resumes = 0;
+  std::vector<int64_t> resume_offsets;
   int writes = 0;
   int finishes = 0;
   int aborts = 0;
@@ -37,11 +39,23 @@ struct SinkLog {
 
 class StringSink : public Sink {
  public:
-  explicit StringSink(std::shared_ptr<SinkLog> log, Status fail_writes = Status::Ok())
-      : log_(std::move(log)), fail_writes_(std::move(fail_writes)) {}
+  explicit StringSink(std::shared_ptr<SinkLog> log, Status fail_writes = Status::Ok(),
+                      bool resumable = true)
+      : log_(std::move(log)), fail_writes_(std::move(fail_writes)), resumable_(resumable) {}
   Status reset() override {
     ++log_->resets;
     log_->data.clear();
+    return Status::Ok();
+  }
+  // Keeps the bytes it holds; the fetcher must ask for exactly that many.
+  Status resume(int64_t offset) override {
+    if (!resumable_) return Sink::resume(offset);
+    ++log_->resumes;
+    log_->resume_offsets.push_back(offset);
+    if (offset != static_cast<int64_t>(log_->data.size())) {
+      return Internal("resume at " + std::to_string(offset) + ", holding " +
+                      std::to_string(log_->data.size()));
+    }
     return Status::Ok();
   }
   Status write(const char* data, size_t len) override {
@@ -59,6 +73,7 @@ class StringSink : public Sink {
  private:
   std::shared_ptr<SinkLog> log_;
   Status fail_writes_;
+  bool resumable_;
 };
 
 // Gathers results by id and counts on_done calls per id.
@@ -630,6 +645,495 @@ TEST_F(FetcherTest, CreateRejectsBadOptions) {
   o.max_parallel = 0;
   auto f = Fetcher::create(o, [](FetchResult&&) {});
   EXPECT_EQ(f.status().code(), Code::kInvalidInput);
+}
+
+// ---- resume (Range / If-Range) ----
+
+using testserver::header_of;
+using testserver::range_reply;
+
+constexpr const char* kEtag = "\"v1-abc\"";
+constexpr const char* kLastModified = "Tue, 04 Mar 2025 10:00:00 GMT";
+
+// The first request is cut after `cut` bytes; later ones are answered by `later`.
+void route_cut_then(TestHttpServer& server, const std::string& path, const std::string& body,
+                    int64_t cut, std::function<Reply(int hit, const std::string& head)> later) {
+  server.route_head(path, [=](int hit, const std::string& head) {
+    if (hit > 1) return later(hit, head);
+    Reply r = range_reply(body, head, kEtag, kLastModified);
+    r.send_bytes = cut;
+    return r;
+  });
+}
+
+TEST_F(FetcherTest, CutTransferResumesWithRangeAndIfRange) {
+  const std::string body = make_body(300000, 11);
+  route_cut_then(server_, "/r", body, 120000, [&](int, const std::string& head) {
+    return range_reply(body, head, kEtag, kLastModified);
+  });
+  auto log = std::make_shared<SinkLog>();
+  Request r = request(server_.url("/r"), log);
+  r.want_md5 = true;
+  r.expected_size = static_cast<int64_t>(body.size());
+  FetchResult res = fetch_one(fast_options(), std::move(r));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(res.attempts, 2);
+  EXPECT_EQ(res.resumes, 1);
+  // The digests cover the whole file although its bytes came in two responses.
+  EXPECT_EQ(res.sha256, sha256_hex(body));
+  EXPECT_EQ(res.md5, md5_hex(body));
+  EXPECT_EQ(res.bytes, static_cast<int64_t>(body.size()));
+  EXPECT_EQ(res.bytes_received, static_cast<int64_t>(body.size()));  // nothing sent twice
+  EXPECT_EQ(log->data, body);
+  EXPECT_EQ(log->resets, 1);
+  EXPECT_EQ(log->resume_offsets, std::vector<int64_t>{120000});
+  const std::vector<std::string> heads = server_.requests("/r");
+  ASSERT_EQ(heads.size(), 2u);
+  EXPECT_EQ(header_of(heads[0], "Range"), "");
+  EXPECT_EQ(header_of(heads[1], "Range"), "bytes=120000-");
+  EXPECT_EQ(header_of(heads[1], "If-Range"), kEtag);  // the strong ETag, not the date
+}
+
+TEST_F(FetcherTest, ResumeSurvivesSeveralCuts) {
+  const std::string body = make_body(200000, 12);
+  server_.route_head("/r", [&](int hit, const std::string& head) {
+    Reply r = range_reply(body, head, kEtag);
+    if (hit < 4) r.send_bytes = 30000;  // each of the first three answers breaks off
+    return r;
+  });
+  auto log = std::make_shared<SinkLog>();
+  FetchResult res = fetch_one(fast_options(), request(server_.url("/r"), log));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(res.attempts, 4);
+  EXPECT_EQ(res.resumes, 3);
+  EXPECT_EQ(res.sha256, sha256_hex(body));
+  EXPECT_EQ(log->resume_offsets, (std::vector<int64_t>{30000, 60000, 90000}));
+  EXPECT_EQ(log->data, body);
+}
+
+TEST_F(FetcherTest, LastModifiedIsTheValidatorWithoutAStrongEtag) {
+  const std::string body = make_body(100000, 13);
+  uint64_t id = 0;
+  for (const char* path : {"/none", "/weak"}) {
+    const std::string etag = std::string(path) == "/weak" ? "W/\"weak\"" : "";
+    server_.route_head(path, [=](int hit, const std::string& head) {
+      Reply r = range_reply(body, head, etag, kLastModified);
+      if (hit == 1) r.send_bytes = 50000;
+      return r;
+    });
+    auto log = std::make_shared<SinkLog>();
+    FetchResult res = fetch_one(fast_options(), request(server_.url(path), log, ++id));
+    ASSERT_TRUE(res.status.ok()) << path << ": " << res.status.to_string();
+    EXPECT_EQ(res.resumes, 1) << path;
+    EXPECT_EQ(log->data, body) << path;
+    EXPECT_EQ(header_of(server_.last_request(path), "If-Range"), kLastModified) << path;
+  }
+}
+
+TEST_F(FetcherTest, NoValidatorOrNoRangesMeansStartingOver) {
+  const std::string body = make_body(100000, 14);
+  // No ETag, no Last-Modified: a Range alone could splice two versions of the file.
+  server_.route("/plain", [&](int hit) {
+    Reply r = ok_reply(body);
+    if (hit == 1) r.send_bytes = 50000;
+    return r;
+  });
+  // "Accept-Ranges: none": the server said it will not.
+  server_.route_head("/noranges", [&](int hit, const std::string& head) {
+    Reply r = range_reply(body, head, kEtag);
+    r.headers[0] = "Accept-Ranges: none";
+    if (hit == 1) r.send_bytes = 50000;
+    return r;
+  });
+  uint64_t id = 0;
+  for (const char* path : {"/plain", "/noranges"}) {
+    auto log = std::make_shared<SinkLog>();
+    FetchResult res = fetch_one(fast_options(), request(server_.url(path), log, ++id));
+    ASSERT_TRUE(res.status.ok()) << path << ": " << res.status.to_string();
+    EXPECT_EQ(res.attempts, 2) << path;
+    EXPECT_EQ(res.resumes, 0) << path;
+    EXPECT_EQ(log->resumes, 0) << path;
+    EXPECT_EQ(log->resets, 2) << path;
+    EXPECT_EQ(log->data, body) << path;
+    EXPECT_EQ(res.sha256, sha256_hex(body)) << path;
+    EXPECT_EQ(header_of(server_.last_request(path), "Range"), "") << path;
+  }
+}
+
+TEST_F(FetcherTest, SinkThatCannotResumeStartsOver) {
+  const std::string body = make_body(100000, 15);
+  route_cut_then(server_, "/r", body, 40000,
+                 [&](int, const std::string& head) { return range_reply(body, head, kEtag); });
+  auto log = std::make_shared<SinkLog>();
+  Request r = request(server_.url("/r"), log);
+  r.sink = std::make_unique<StringSink>(log, Status::Ok(), /*resumable=*/false);
+  FetchResult res = fetch_one(fast_options(), std::move(r));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(res.resumes, 0);
+  EXPECT_EQ(log->resets, 2);
+  EXPECT_EQ(log->data, body);
+  EXPECT_EQ(header_of(server_.last_request("/r"), "Range"), "");
+}
+
+// A 200 to a Range request is the whole file: the sink and the hashes start over within the
+// same attempt.
+TEST_F(FetcherTest, RangeIgnoredOrChangedFileRestartsFromZero) {
+  const std::string body = make_body(150000, 16);
+  const std::string v2 = make_body(150000, 17);
+  // Ignores Range: always 200 with the whole body.
+  route_cut_then(server_, "/ignore", body, 70000, [&](int, const std::string&) {
+    Reply r = ok_reply(body);
+    r.headers = {std::string("ETag: ") + kEtag};
+    return r;
+  });
+  // The file changed: the If-Range ETag no longer matches, so the server sends all of v2.
+  route_cut_then(server_, "/changed", body, 70000,
+                 [&](int, const std::string& head) { return range_reply(v2, head, "\"v2\""); });
+  struct Case {
+    const char* path;
+    const std::string& want;
+  };
+  uint64_t id = 0;
+  for (const Case& c : {Case{"/ignore", body}, Case{"/changed", v2}}) {
+    auto log = std::make_shared<SinkLog>();
+    Request r = request(server_.url(c.path), log, ++id);
+    r.want_md5 = true;
+    FetchResult res = fetch_one(fast_options(), std::move(r));
+    ASSERT_TRUE(res.status.ok()) << c.path << ": " << res.status.to_string();
+    EXPECT_EQ(res.attempts, 2) << c.path;
+    EXPECT_EQ(res.resumes, 0) << c.path;
+    EXPECT_EQ(log->resume_offsets, std::vector<int64_t>{70000}) << c.path;
+    EXPECT_EQ(log->resets, 2) << c.path;  // before attempt 1, and when the 200 came
+    EXPECT_EQ(log->data, c.want) << c.path;
+    EXPECT_EQ(res.sha256, sha256_hex(c.want)) << c.path;
+    EXPECT_EQ(res.md5, md5_hex(c.want)) << c.path;
+    EXPECT_EQ(res.bytes_received, 70000 + static_cast<int64_t>(c.want.size())) << c.path;
+    EXPECT_EQ(header_of(server_.last_request(c.path), "Range"), "bytes=70000-") << c.path;
+  }
+}
+
+// A 206 that does not continue the file exactly where the sink stopped is refused, and the file
+// starts over without Range.
+TEST_F(FetcherTest, InconsistentPartialAnswersStartOver) {
+  const std::string body = make_body(100000, 18);
+  struct Case {
+    const char* path;
+    std::string content_range;  // of the 206 that answers "Range: bytes=40000-"
+  };
+  const std::vector<Case> cases = {
+      {"/early", "bytes 39000-99999/100000"},   // starts before the bytes held end
+      {"/late", "bytes 41000-99999/100000"},    // leaves a gap
+      {"/grown", "bytes 40000-100099/100100"},  // the file's total changed
+      {"/short", "bytes 40000-89999/100000"},   // not to the end
+      {"/garbage", "bytes=40000-"},             // no valid Content-Range
+  };
+  uint64_t id = 0;
+  for (const Case& c : cases) {
+    server_.route_head(c.path, [&, c](int hit, const std::string& head) {
+      Reply r = range_reply(body, head, kEtag);
+      if (hit == 1) r.send_bytes = 40000;
+      if (hit == 2) {
+        r.status = 206;
+        r.headers = {"Accept-Ranges: bytes", std::string("ETag: ") + kEtag,
+                     "Content-Range: " + c.content_range};
+        r.body = body.substr(40000);
+      }
+      return r;
+    });
+    auto log = std::make_shared<SinkLog>();
+    FetchResult res = fetch_one(fast_options(), request(server_.url(c.path), log, ++id));
+    ASSERT_TRUE(res.status.ok()) << c.path << ": " << res.status.to_string();
+    EXPECT_EQ(res.attempts, 3) << c.path;
+    EXPECT_EQ(log->data, body) << c.path;
+    EXPECT_EQ(res.sha256, sha256_hex(body)) << c.path;
+    const std::vector<std::string> heads = server_.requests(c.path);
+    ASSERT_EQ(heads.size(), 3u) << c.path;
+    EXPECT_EQ(header_of(heads[1], "Range"), "bytes=40000-") << c.path;
+    EXPECT_EQ(header_of(heads[2], "Range"), "") << c.path;  // never again for this file
+  }
+}
+
+TEST_F(FetcherTest, RangeNotSatisfiableStartsOver) {
+  const std::string body = make_body(60000, 19);
+  route_cut_then(server_, "/r", body, 30000, [&](int hit, const std::string& head) {
+    if (hit == 2) return Reply{416, "", {}, -1, 0, false};
+    return range_reply(body, head, kEtag);
+  });
+  auto log = std::make_shared<SinkLog>();
+  FetchResult res = fetch_one(fast_options(), request(server_.url("/r"), log));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(res.attempts, 3);
+  EXPECT_EQ(log->data, body);
+  EXPECT_EQ(header_of(server_.last_request("/r"), "Range"), "");
+}
+
+TEST_F(FetcherTest, PartialAnswerToAWholeFileRequestIsRefused) {
+  server_.route(
+      "/odd", [](int) { return Reply{206, "abc", {"Content-Range: bytes 0-2/10"}, -1, 0, false}; });
+  auto log = std::make_shared<SinkLog>();
+  FetchResult res = fetch_one(fast_options(), request(server_.url("/odd"), log));
+  EXPECT_EQ(res.status.code(), Code::kIo) << res.status.to_string();
+  EXPECT_NE(res.status.message().find("HTTP 206"), std::string::npos) << res.status.message();
+  EXPECT_EQ(log->data, "");
+}
+
+TEST_F(FetcherTest, ProgressOfAResumedTransferCountsTheWholeFile) {
+  const std::string body = make_body(400000, 20);
+  route_cut_then(server_, "/r", body, 200000, [&](int, const std::string& head) {
+    Reply r = range_reply(body, head, kEtag);
+    r.chunk_delay_ms = 1;
+    return r;
+  });
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> seen;  // GUARDED_BY(mu)
+  Options o = fast_options();
+  o.on_progress = [&](uint64_t, int64_t now, int64_t total) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.emplace_back(now, total);
+  };
+  FetchResult res = fetch_one(o, request(server_.url("/r"), std::make_shared<SinkLog>()));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(res.resumes, 1);
+  std::lock_guard<std::mutex> lock(mu);
+  bool after_resume = false;
+  for (auto [now, total] : seen) {
+    if (now > 200000) {
+      after_resume = true;
+      EXPECT_EQ(total, 400000);  // not the 200000 left
+    }
+  }
+  EXPECT_TRUE(after_resume);
+}
+
+// ---- stalls ----
+
+TEST_F(FetcherTest, StalledTransferIsAbandonedAndResumed) {
+  const std::string body = make_body(200000, 21);
+  server_.route_head("/stall", [&](int hit, const std::string& head) {
+    Reply r = range_reply(body, head, kEtag);
+    if (hit == 1) {
+      r.send_bytes = 64000;  // then silence with the connection open
+      r.hold_open = true;
+    }
+    return r;
+  });
+  Options o = fast_options();
+  o.stall_timeout_s = 0.5;
+  auto log = std::make_shared<SinkLog>();
+  FetchResult res = fetch_one(o, request(server_.url("/stall"), log));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(res.attempts, 2);
+  EXPECT_EQ(res.resumes, 1);
+  EXPECT_EQ(log->resume_offsets, std::vector<int64_t>{64000});
+  EXPECT_EQ(log->data, body);
+  EXPECT_EQ(header_of(server_.last_request("/stall"), "Range"), "bytes=64000-");
+}
+
+TEST_F(FetcherTest, ServerThatNeverAnswersIsAStallToo) {
+  server_.route("/mute", [](int) {
+    Reply r = ok_reply("never");
+    r.send_bytes = 0;
+    r.hold_open = true;
+    return r;
+  });
+  Options o = fast_options();
+  o.stall_timeout_s = 0.2;
+  o.max_retries = 1;
+  auto log = std::make_shared<SinkLog>();
+  FetchResult res = fetch_one(o, request(server_.url("/mute"), log));
+  EXPECT_EQ(res.status.code(), Code::kRetryable) << res.status.to_string();
+  EXPECT_EQ(res.attempts, 2);
+  EXPECT_NE(res.status.message().find("stalled: no data for 0.2 s"), std::string::npos)
+      << res.status.message();
+  EXPECT_NE(res.status.message().find("--stall-timeout"), std::string::npos);
+  EXPECT_EQ(log->aborts, 1);
+}
+
+// A pause longer than the timeout abandons the attempt; with the check off (0) it does not.
+TEST_F(FetcherTest, StallTimeoutZeroTurnsTheCheckOff) {
+  const std::string body = make_body(2048, 22);
+  server_.route("/pause", [&](int) { return Reply{200, body, {}, -1, 600, false}; });
+  uint64_t id = 0;
+  for (double timeout : {0.0, 0.2}) {
+    Options o = fast_options();
+    o.stall_timeout_s = timeout;
+    auto log = std::make_shared<SinkLog>();
+    FetchResult res = fetch_one(o, request(server_.url("/pause"), log, ++id));
+    if (timeout == 0) {
+      ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+      EXPECT_EQ(res.attempts, 1);
+      EXPECT_EQ(log->data, body);
+    } else {
+      // Every attempt pauses after its first KiB (no validator: each starts from 0).
+      EXPECT_EQ(res.status.code(), Code::kRetryable) << res.status.to_string();
+      EXPECT_EQ(res.attempts, 4);
+      EXPECT_NE(res.status.message().find("stalled"), std::string::npos);
+    }
+  }
+}
+
+// A slow transfer that keeps moving is no stall, and neither is waiting for a free connection.
+TEST_F(FetcherTest, SlowTransfersAndQueuedOnesAreNotStalls) {
+  // 100 ms between 1 KiB chunks, 16 chunks: each body takes ~1.6 s, longer than the timeout,
+  // which is 10 gaps long (a loaded machine may delay a chunk a little, not that much).
+  server_.route("/slow", [](int) { return Reply{200, std::string(16 * 1024, 's'), {}, -1, 100}; });
+  Options o = fast_options();
+  o.stall_timeout_s = 1.0;
+  o.max_host_connections = 1;  // the second transfer waits ~1.6 s for the connection
+  o.max_retries = 0;
+  auto f = make(o);
+  f->submit(request(server_.url("/slow"), std::make_shared<SinkLog>(), 1));
+  f->submit(request(server_.url("/slow"), std::make_shared<SinkLog>(), 2));
+  f->finish();
+  std::lock_guard<std::mutex> lock(collector_.mu);
+  for (uint64_t id : {1, 2}) {
+    EXPECT_TRUE(collector_.results[id].status.ok()) << collector_.results[id].status.to_string();
+    EXPECT_EQ(collector_.results[id].attempts, 1);
+  }
+  EXPECT_EQ(server_.max_open_connections(), 1);
+}
+
+// ---- connections per host ----
+
+TEST_F(FetcherTest, ConnectionsPerHostAreCappedOverAllLoops) {
+  server_.route("/p", [](int) { return Reply{200, std::string(8 * 1024, 'p'), {}, -1, 5}; });
+  for (int loops : {1, 2}) {
+    TestHttpServer server;
+    ASSERT_TRUE(server.ok());
+    server.route("/p", [](int) { return Reply{200, std::string(8 * 1024, 'p'), {}, -1, 5}; });
+    Options o = fast_options();
+    o.max_parallel = 20;
+    o.max_host_connections = 3;
+    o.loops = loops;
+    Collector collector;
+    auto made = Fetcher::create(o, collector.callback());
+    ASSERT_TRUE(made.ok());
+    for (int i = 0; i < 20; ++i) {
+      (*made)->submit(
+          request(server.url("/p"), std::make_shared<SinkLog>(), static_cast<uint64_t>(i)));
+    }
+    (*made)->finish();
+    std::lock_guard<std::mutex> lock(collector.mu);
+    ASSERT_EQ(collector.results.size(), 20u);
+    for (const auto& [id, r] : collector.results) {
+      EXPECT_TRUE(r.status.ok()) << id << ": " << r.status.to_string();
+    }
+    EXPECT_EQ(server.total_hits(), 20);
+    EXPECT_LE(server.max_open_connections(), 3) << loops << " loops";
+    EXPECT_GE(server.max_open_connections(), 2) << loops << " loops";  // still parallel
+  }
+}
+
+TEST_F(FetcherTest, NegativeLimitsAreInvalid) {
+  Options o = fast_options();
+  o.max_host_connections = -1;
+  EXPECT_EQ(Fetcher::create(o, collector_.callback()).status().code(), Code::kInvalidInput);
+  o = fast_options();
+  o.stall_timeout_s = -1;
+  EXPECT_EQ(Fetcher::create(o, collector_.callback()).status().code(), Code::kInvalidInput);
+}
+
+// ---- redirects ----
+
+TEST_F(FetcherTest, RedirectLoopIsNamed) {
+  server_.route("/a", [](int) { return Reply{302, "", {"Location: /b"}, -1, 0, false}; });
+  server_.route("/b", [](int) { return Reply{301, "", {"Location: /a"}, -1, 0, false}; });
+  auto log = std::make_shared<SinkLog>();
+  FetchResult res = fetch_one(fast_options(), request(server_.url_with_auth("u:pw", "/a"), log));
+  EXPECT_EQ(res.status.code(), Code::kInvalidInput) << res.status.to_string();
+  EXPECT_EQ(res.attempts, 1);
+  const std::string& m = res.status.message();
+  EXPECT_NE(
+      m.find("redirect loop: " + server_.url_with_auth("***", "/a") + " -> " +
+             server_.url_with_auth("***", "/b") + " -> " + server_.url_with_auth("***", "/a")),
+      std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("pw"), std::string::npos) << m;
+  EXPECT_EQ(server_.hits("/a"), 1);
+  EXPECT_EQ(server_.hits("/b"), 1);
+}
+
+TEST_F(FetcherTest, TenRedirectsAreFollowedElevenAreNot) {
+  // /hop/<k> redirects to /hop/<k-1>; /hop/0 is the file.
+  for (int k = 0; k <= 11; ++k) {
+    server_.route("/hop/" + std::to_string(k), [k](int) {
+      if (k == 0) return ok_reply("arrived");
+      return Reply{307, "", {"Location: /hop/" + std::to_string(k - 1)}, -1, 0, false};
+    });
+  }
+  auto log = std::make_shared<SinkLog>();
+  FetchResult ok = fetch_one(fast_options(), request(server_.url("/hop/10"), log, 1));
+  ASSERT_TRUE(ok.status.ok()) << ok.status.to_string();
+  EXPECT_EQ(log->data, "arrived");
+  FetchResult too_far =
+      fetch_one(fast_options(), request(server_.url("/hop/11"), std::make_shared<SinkLog>(), 2));
+  EXPECT_EQ(too_far.status.code(), Code::kInvalidInput) << too_far.status.to_string();
+  EXPECT_NE(too_far.status.message().find("more than 10 redirects: " + server_.url("/hop/11")),
+            std::string::npos)
+      << too_far.status.message();
+  EXPECT_EQ(too_far.attempts, 1);
+}
+
+// Credentials (in the URL or an Authorization header) reach the origin, never another host
+// a redirect points at: 127.0.0.1 -> localhost is another host on the same server.
+TEST_F(FetcherTest, CredentialsAreNotSentToAnotherHostAfterARedirect) {
+  const std::string elsewhere = "http://localhost:" + std::to_string(server_.port()) + "/there";
+  server_.route("/here",
+                [&](int) { return Reply{302, "", {"Location: " + elsewhere}, -1, 0, false}; });
+  server_.route("/same", [](int) { return Reply{302, "", {"Location: /there"}, -1, 0, false}; });
+  server_.route("/there", [](int) { return ok_reply("file"); });
+
+  auto log = std::make_shared<SinkLog>();
+  FetchResult res =
+      fetch_one(fast_options(), request(server_.url_with_auth("user:secret", "/here"), log, 1));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(log->data, "file");
+  EXPECT_NE(header_of(server_.last_request("/here"), "Authorization"), "");
+  EXPECT_EQ(header_of(server_.last_request("/there"), "Authorization"), "");
+
+  Request r = request(server_.url("/here"), std::make_shared<SinkLog>(), 2);
+  r.headers = {"Authorization: Bearer tok-123"};
+  res = fetch_one(fast_options(), std::move(r));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_EQ(header_of(server_.last_request("/here"), "Authorization"), "Bearer tok-123");
+  EXPECT_EQ(header_of(server_.last_request("/there"), "Authorization"), "");
+
+  // The same host keeps them.
+  res = fetch_one(fast_options(), request(server_.url_with_auth("user:secret", "/same"),
+                                          std::make_shared<SinkLog>(), 3));
+  ASSERT_TRUE(res.status.ok()) << res.status.to_string();
+  EXPECT_NE(header_of(server_.last_request("/there"), "Authorization"), "");
+}
+
+// ---- what a wrong body looks like ----
+
+TEST_F(FetcherTest, SizeMismatchNamesAnHtmlContentType) {
+  server_.route("/login", [](int) {
+    return Reply{200,
+                 "<html><body>Please log in</body></html>",
+                 {"Content-Type: text/html; charset=utf-8"},
+                 -1,
+                 0,
+                 false};
+  });
+  Request r = request(server_.url("/login"), std::make_shared<SinkLog>());
+  r.expected_size = 5000;
+  FetchResult res = fetch_one(fast_options(), std::move(r));
+  EXPECT_EQ(res.status.code(), Code::kCorrupt) << res.status.to_string();
+  EXPECT_NE(res.status.message().find("the server sent text/html, not a package"),
+            std::string::npos)
+      << res.status.message();
+  EXPECT_EQ(res.content_type, "text/html; charset=utf-8");
+}
+
+TEST(UnexpectedContentType, OnlyPageTypesAreNamed) {
+  EXPECT_EQ(unexpected_content_type_note("text/html; charset=UTF-8"),
+            "; the server sent text/html, not a package: an error or login page?");
+  EXPECT_NE(unexpected_content_type_note("application/json"), "");
+  EXPECT_NE(unexpected_content_type_note("application/xhtml+xml"), "");
+  EXPECT_EQ(unexpected_content_type_note("application/octet-stream"), "");
+  EXPECT_EQ(unexpected_content_type_note("application/x-bzip2"), "");
+  EXPECT_EQ(unexpected_content_type_note(""), "");
 }
 
 }  // namespace

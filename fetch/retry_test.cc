@@ -188,6 +188,14 @@ TEST(ScrubCredentials, RemovesUserAndPassword) {
             "token *** rejected");
 }
 
+TEST(ScrubCredentials, PasswordsWithSeparatorsAndShortOnes) {
+  // The userinfo ends at the last '@': a password holding '@' is scrubbed whole.
+  EXPECT_EQ(scrub_credentials("denied: alice p@ss", "https://alice:p@ss@host/x"),
+            "denied: *** ***");
+  EXPECT_EQ(scrub_credentials("pw a:b:c", "https://u1:a:b:c@host/x"), "pw ***");
+  EXPECT_EQ(scrub_credentials("[q] [Z]", "https://q:Z@h/x"), "[***] [***]");
+}
+
 TEST(ScrubCredentials, NoCredentialsNoChange) {
   EXPECT_EQ(scrub_credentials("Failed to connect", "https://host/a@b"), "Failed to connect");
   EXPECT_EQ(scrub_credentials("x", "not a url"), "x");

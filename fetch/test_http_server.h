@@ -3,8 +3,9 @@
 //
 // One accept thread plus one thread per connection; keep-alive is supported, so libcurl's
 // connection reuse is exercised. Each path gets a handler that sees the 1-based hit number of
-// that path and returns a Reply: bytes, an error status, a truncated body, a slow body.
-// Unknown paths get 404.
+// that path (and, with route_head(), the request head) and returns a Reply: bytes, an error
+// status, a truncated body, a slow body, a stall. Unknown paths get 404. range_reply() answers
+// a Range/If-Range request as a server with byte ranges does.
 //
 // Thread safety: route() before requests arrive; hits()/last_request() from any thread.
 #pragma once
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -40,11 +42,55 @@ struct Reply {
   // If > 0: send the body in 1 KiB chunks with this pause between them (a slow server). The
   // pause is cut short when the server stops.
   int chunk_delay_ms = 0;
+  // With send_bytes >= 0: after those bytes, keep the connection open and silent (a stall)
+  // until the client closes it or the server stops.
+  bool hold_open = false;
 };
+
+// The value of header `name` (case-insensitive) in a request head, or "".
+inline std::string header_of(const std::string& head, std::string_view name) {
+  size_t pos = 0;
+  while ((pos = head.find("\r\n", pos)) != std::string::npos) {
+    pos += 2;
+    if (head.size() < pos + name.size() + 1 || head[pos + name.size()] != ':') continue;
+    bool match = true;
+    for (size_t i = 0; i < name.size() && match; ++i) {
+      match = std::tolower(static_cast<unsigned char>(head[pos + i])) ==
+              std::tolower(static_cast<unsigned char>(name[i]));
+    }
+    if (!match) continue;
+    size_t start = pos + name.size() + 1;
+    while (start < head.size() && head[start] == ' ') ++start;
+    return head.substr(start, head.find("\r\n", start) - start);
+  }
+  return "";
+}
+
+// A server that honours `Range: bytes=N-` unless `If-Range` names another validator than
+// `etag` / `last_modified` (either may be ""): 206 with Content-Range, else 200 with the whole
+// body. Both answers carry the validators and "Accept-Ranges: bytes".
+inline Reply range_reply(const std::string& body, const std::string& head, const std::string& etag,
+                         const std::string& last_modified = "") {
+  Reply r{200, body, {"Accept-Ranges: bytes"}, -1, 0, false};
+  if (!etag.empty()) r.headers.push_back("ETag: " + etag);
+  if (!last_modified.empty()) r.headers.push_back("Last-Modified: " + last_modified);
+  const std::string range = header_of(head, "Range");
+  const std::string if_range = header_of(head, "If-Range");
+  if (range.rfind("bytes=", 0) != 0 || range.back() != '-') return r;
+  if (!if_range.empty() && if_range != etag && if_range != last_modified) return r;
+  const size_t from = std::stoul(range.substr(6));
+  if (from >= body.size()) return Reply{416, "", {}, -1, 0, false};
+  r.status = 206;
+  r.headers.push_back("Content-Range: bytes " + std::to_string(from) + "-" +
+                      std::to_string(body.size() - 1) + "/" + std::to_string(body.size()));
+  r.body = body.substr(from);
+  return r;
+}
 
 class TestHttpServer {
  public:
   using Handler = std::function<Reply(int hit)>;
+  using HeadHandler = std::function<Reply(int hit, const std::string& head)>;
 
   TestHttpServer() {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -88,8 +134,23 @@ class TestHttpServer {
   }
 
   void route(const std::string& path, Handler h) {
+    route_head(path, [h = std::move(h)](int hit, const std::string&) { return h(hit); });
+  }
+  // Same, and the handler also sees the request head (request line and headers).
+  void route_head(const std::string& path, HeadHandler h) {
     std::lock_guard<std::mutex> lock(mu_);
     routes_[path] = std::move(h);
+  }
+  // The most connections that were open at the same time.
+  int max_open_connections() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_open_;
+  }
+  // Every request head for `path`, in arrival order.
+  std::vector<std::string> requests(const std::string& path) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = all_requests_.find(path);
+    return it == all_requests_.end() ? std::vector<std::string>() : it->second;
   }
   int hits(const std::string& path) const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -122,6 +183,7 @@ class TestHttpServer {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       std::lock_guard<std::mutex> lock(mu_);
       open_fds_.insert(fd);
+      max_open_ = std::max(max_open_, static_cast<int>(open_fds_.size()));
       workers_.emplace_back([this, fd] { serve(fd); });
     }
   }
@@ -158,16 +220,17 @@ class TestHttpServer {
     const size_t sp1 = head.find(' ');
     const size_t sp2 = head.find(' ', sp1 + 1);
     const std::string path = head.substr(sp1 + 1, sp2 - sp1 - 1);
-    Handler handler;
+    HeadHandler handler;
     int hit = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
       hit = ++hits_[path];
       last_request_[path] = head;
+      all_requests_[path].push_back(head);
       auto it = routes_.find(path);
       if (it != routes_.end()) handler = it->second;
     }
-    Reply r = handler ? handler(hit) : Reply{404, "no such path\n", {}, -1, 0};
+    Reply r = handler ? handler(hit, head) : Reply{404, "no such path\n", {}, -1, 0, false};
     std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
     out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
     for (const std::string& h : r.headers) out += h + "\r\n";
@@ -188,6 +251,14 @@ class TestHttpServer {
         if (stop_) return false;
       }
     }
+    if (r.send_bytes >= 0 && r.hold_open) {
+      // Silent until the client gives up (recv sees its FIN or reset) or the server stops.
+      char c;
+      while (!stop_) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 20) > 0 && ::recv(fd, &c, 1, MSG_PEEK) <= 0) break;
+      }
+    }
     return r.send_bytes < 0;
   }
 
@@ -204,6 +275,8 @@ class TestHttpServer {
     switch (status) {
       case 200:
         return "OK";
+      case 206:
+        return "Partial Content";
       case 302:
         return "Found";
       case 401:
@@ -212,6 +285,8 @@ class TestHttpServer {
         return "Forbidden";
       case 404:
         return "Not Found";
+      case 416:
+        return "Range Not Satisfiable";
       case 429:
         return "Too Many Requests";
       case 500:
@@ -230,10 +305,12 @@ class TestHttpServer {
   std::thread acceptor_;
 
   mutable std::mutex mu_;
-  std::map<std::string, Handler> routes_;            // GUARDED_BY(mu_)
+  std::map<std::string, HeadHandler> routes_;        // GUARDED_BY(mu_)
   std::map<std::string, int> hits_;                  // GUARDED_BY(mu_)
   std::map<std::string, std::string> last_request_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::vector<std::string>> all_requests_;  // GUARDED_BY(mu_)
   std::set<int> open_fds_;                           // GUARDED_BY(mu_)
+  int max_open_ = 0;                                 // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;                 // GUARDED_BY(mu_) while acceptor_ runs
 };
 

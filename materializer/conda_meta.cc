@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "materializer/base/hash.h"
+#include "materializer/base/json.h"
 #include "materializer/base/url.h"
 #include "materializer/link_internal.h"
 
@@ -79,9 +80,10 @@ json record_head(const RecordInput& in) {
   return r;
 }
 
-// A JSON string as nlohmann's dump(…, ensure_ascii = true) writes it.
+// A JSON string as nlohmann's dump(…, ensure_ascii = true) writes it (through dump_json: never
+// throws, invalid UTF-8 becomes U+FFFD).
 void append_string(std::string* out, const std::string& s) {
-  *out += json(s).dump(-1, ' ', true);
+  *out += dump_json(json(s), -1, /*ensure_ascii=*/true);
 }
 
 // `text`, a value pretty-printed at depth 0, placed at depth 1 (its inner lines shifted).
@@ -196,7 +198,7 @@ std::string prefix_record_text(const RecordInput& in) {
       }
       out += ",\n    \"paths_version\": 1\n  }";
     } else {
-      append_indented(&out, it.value().dump(2, ' ', true));
+      append_indented(&out, dump_json(it.value(), 2, /*ensure_ascii=*/true));
     }
   }
   out += first ? "{}\n" : "\n}\n";

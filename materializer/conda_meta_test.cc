@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "materializer/base/json.h"
 #include "materializer/link_internal.h"
 #include "materializer/lock.h"
 
@@ -13,7 +14,7 @@ namespace {
 using nlohmann::json;
 
 std::string via_document(const RecordInput& in) {
-  return build_prefix_record(in).dump(2, ' ', true) + "\n";
+  return dump_json(build_prefix_record(in), 2, /*ensure_ascii=*/true) + "\n";
 }
 
 TEST(CondaMetaRecord, TextIsTheDocumentsDump) {
@@ -56,6 +57,23 @@ TEST(CondaMetaRecord, TextIsTheDocumentsDump) {
   LinkInput no_ref{nullptr, "/t", "/a", -1};
   RecordInput in{&no_ref, &bare, &none, "", "", -1, LinkMode::kHardlink};
   EXPECT_EQ(prefix_record_text(in), via_document(in));
+}
+
+// Invalid UTF-8 (in a field no check covers) never throws: written as U+FFFD, as dump_json
+// writes every other JSON document.
+TEST(CondaMetaRecord, InvalidUtf8IsReplacedNotThrown) {
+  PackagePlan plan;
+  plan.index = json::parse(R"({"name": "bad"})");
+  plan.index["license"] = std::string("MIT \xff\xfe");
+  PathEntry odd{.path = "share/\xc3", .target = "share/\xc3"};
+  plan.paths = {odd};
+  std::vector<std::string> in_prefix = {""};
+  LinkInput li{nullptr, "/t", "/a", -1};
+  RecordInput in{&li, &plan, &in_prefix, "", "", -1, LinkMode::kHardlink};
+  std::string text;
+  ASSERT_NO_THROW(text = prefix_record_text(in));
+  EXPECT_EQ(text, via_document(in));
+  EXPECT_NE(text.find("MIT \\ufffd\\ufffd"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 // it to the committer, so no slot is ever written by two threads at once.
 #include "materializer/install.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <tbb/concurrent_priority_queue.h>
 #include <tbb/global_control.h>
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -33,8 +35,12 @@
 #include "cache/growing_file.h"
 #include "cache/store.h"
 #include "fetch/fetcher.h"
+#include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
+#include "materializer/base/json.h"
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
+#include "materializer/local_files.h"
 #include "materializer/progress.h"
 #include "materializer/pypi_plan.h"
 #include "materializer/stamp.h"
@@ -71,6 +77,7 @@ struct PkgState {
   enum class Follow { kIdle, kFollowing, kDownloadDone, kGaveUp, kClosed };
   Follow follow = Follow::kIdle;  // guarded by Pipeline::stream_mu_
   bool streamed = false;          // extracted while downloading
+  std::vector<std::string> warnings;  // cache entries passed over (main thread only)
 };
 
 // "zlib-1.3.1-h4ab18f5_1 (conda-forge/linux-64)"
@@ -123,9 +130,20 @@ class ArchiveSink : public fetch::Sink {
   ArchiveSink(cache::PendingArchive* p, Progress* progress, cache::GrowingFile* growing)
       : p_(p), progress_(progress), growing_(growing) {}
   Status reset() override {
-    // Before every attempt, the first included; only bytes already handed out are lost.
+    // Before an attempt from byte 0, the first included, or when a server answered a resume
+    // with the whole file. Bytes a streaming reader already consumed may differ from the new
+    // ones, so it is cancelled (the package is then extracted from the finished file).
     if (growing_ && p_->bytes() > 0) growing_->restarted();
     return p_->reset();
+  }
+  // A resumed download appends to the temp file as it stands: bytes [0, offset) stay, and so
+  // does a streaming reader of them.
+  Status resume(int64_t offset) override {
+    if (p_->bytes() != offset) {
+      return Internal("cannot resume at byte " + std::to_string(offset) + ": the temp file holds " +
+                      std::to_string(p_->bytes()));
+    }
+    return Status::Ok();
   }
   Status write(const char* data, size_t len) override {
     progress_->add_download_bytes(static_cast<int64_t>(len));
@@ -225,6 +243,7 @@ class Pipeline {
   std::vector<PkgState>& states() { return states_; }
   double download_wall = 0, fetch_extract_wall = 0;
   std::atomic<int64_t> downloaded_bytes{0};
+  int64_t legacy_entries = 0;  // trees of an older version, extracted afresh (main thread)
 
   // Stage 1: cache lookup, per-entry locks, download + verify + extract for the misses.
   Status fetch_and_extract() {
@@ -288,12 +307,31 @@ class Pipeline {
     }
     s.format = *fmt;
     s.bytes = r.size;
-    if (auto tree = store_.find_tree(s.key)) {
+    cache::Distrust bad;
+    if (auto tree = store_.find_tree(s.key, &bad)) {
       s.cache_hit = true;
       s.tree = *tree;
-      s.archive_path = store_.find_archive(s.key, s.format).value_or("");
+      cache::Distrust bad_archive;
+      s.archive_path = store_.find_archive(s.key, s.format, &bad_archive).value_or("");
+      note_distrust(s, bad_archive, "not used");
+    } else {
+      note_distrust(s, bad, "extracting it afresh");
     }
     return true;
+  }
+
+  // An entry the cache passed over (README "Permission model"): a warning naming it and why,
+  // unless it is merely an older version's (then a -v note). `then` says what happens instead.
+  void note_distrust(PkgState& s, const cache::Distrust& d, const char* then) {
+    if (d.path.empty()) return;
+    std::string text = "cache entry " + d.path + ": " + d.why + ": " + then;
+    if (d.legacy) {
+      ++legacy_entries;
+      progress_.detail(label(*s.ref) + ": " + text);
+      return;
+    }
+    progress_.line("warning: " + label(*s.ref) + ": " + text);
+    s.warnings.push_back(std::move(text));
   }
 
   bool recheck_hit(size_t i) {
@@ -319,6 +357,8 @@ class Pipeline {
     fo.max_parallel = std::max(1, opts_.max_downloads);
     fo.ca_bundle = opts_.ca_bundle;
     fo.offline = opts_.offline;
+    fo.max_host_connections = opts_.max_connections_per_host;
+    fo.stall_timeout_s = opts_.stall_timeout_s;
     // One fetch loop (decrypt + SHA-256 + write) keeps ~6 extracting cores busy (bench/README:
     // ~250 MB/s per loop, ~40 MB/s of archives per extracting core); more cores get more loops
     // so downloading never becomes the one serial stage.
@@ -337,7 +377,8 @@ class Pipeline {
     bool streamable = false;
     for (size_t i : todo) {
       PkgState& s = states_[i];
-      if (auto archive = store_.find_archive(s.key, s.format)) {
+      cache::Distrust bad;
+      if (auto archive = store_.find_archive(s.key, s.format, &bad)) {
         s.archive_path = *archive;  // downloaded earlier, never extracted: extract only
         latch.add();
         struct stat st {};
@@ -345,6 +386,7 @@ class Pipeline {
                  ::stat(archive->c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0, latch);
         continue;
       }
+      note_distrust(s, bad, "downloading it afresh");
       auto pending = store_.begin_archive(s.key, s.format);
       if (!pending.ok()) {
         s.status = pending.status();
@@ -605,7 +647,7 @@ class Pipeline {
       if (want.empty() || want == got) return Status::Ok();
       return HashMismatch(std::string(what) + " mismatch: expected " + want + ", got " + got +
                           " (" + std::to_string(r.bytes) + " bytes from " + redact_url(ref.url) +
-                          ")");
+                          ")" + fetch::unexpected_content_type_note(r.content_type));
     };
     if (!ref.sha256.empty()) return check("sha256", ref.sha256, r.sha256);
     return check("md5", ref.md5, r.md5);
@@ -623,6 +665,137 @@ class Pipeline {
   Committer committer_;   // last: joined (its queue drained) before the state it writes goes
 };
 
+// The lock's bytes, refused (kInvalidInput) beyond `max_bytes` before more is read: a regular
+// file by its size, anything else (a pipe) as it is read.
+Result<std::string> read_lock_bytes(const std::string& path, int64_t max_bytes) {
+  auto too_big = [&](const std::string& size) {
+    return InvalidInput(path + ": lock file" + (size.empty() ? "" : " of " + size) +
+                        " is larger than the limit of " + std::to_string(max_bytes) +
+                        " bytes; if it is genuine, raise the limit with --max-lock-size");
+  };
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus("cannot read lock file: " + path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > max_bytes) {
+    return too_big(std::to_string(st.st_size) + " bytes");
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("cannot read lock file: " + path, errno);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+    if (static_cast<int64_t>(out.size()) > max_bytes) return too_big("");
+  }
+}
+
+// One URL or local path a run could read, checked against the policy and replaced by the URL
+// of the path it resolves to (local_files.h). Other schemes are left to fetch/, which accepts
+// only http, https and file.
+Status check_local_source(std::string& url, const LocalFiles& files, const std::string& where) {
+  if (url.empty()) return Status::Ok();
+  if (url_scheme_is_file(url)) {
+    if (!is_file_url(url)) {
+      return InvalidInput(where + ": " + printable(redact_url(url)) +
+                          ": write local files as file:///absolute/path");
+    }
+    Result<std::string> ok = files.check_url(url);
+    if (!ok.ok()) return ok.status().with_context(where);
+    url = *ok;
+  } else if (url[0] == '/') {
+    Result<std::string> ok = files.check_path(url);
+    if (!ok.ok()) return ok.status().with_context(where);
+    url = *ok;
+  }
+  return Status::Ok();
+}
+
+Status check_local_sources(LockFile& lock, InstallOptions& opts, const LocalFiles& files) {
+  for (PackageRef& r : lock.packages) {
+    // Git, directory and editable sources are refused or skipped by the driver before anything
+    // is read; their paths (a uv workspace member) are not files to fetch.
+    if (!r.source_kind.empty() && r.source_kind != "archive") continue;
+    std::string where = lock.path + (r.line > 0 ? ":" + std::to_string(r.line) : "") +
+                        ": package '" + printable(r.name, 80) + "'";
+    MAT_RETURN_IF_ERROR(check_local_source(r.url, files, where));
+    for (auto* list : {&r.wheels, &r.sdists}) {
+      for (WheelCandidate& c : *list) MAT_RETURN_IF_ERROR(check_local_source(c.url, files, where));
+    }
+  }
+  struct Setting {
+    std::vector<std::string>* urls;
+    std::string where;
+  };
+  const Setting settings[] = {
+      {&lock.index.index_urls, lock.path + ": --index-url"},
+      {&lock.index.find_links, lock.path + ": --find-links"},
+      {&opts.index.index_urls, "--index-url"},
+      {&opts.extra_index_urls, "--extra-index-url"},
+      {&opts.index.find_links, "--find-links"},
+  };
+  for (const Setting& s : settings) {
+    for (std::string& u : *s.urls) MAT_RETURN_IF_ERROR(check_local_source(u, files, s.where));
+  }
+  return Status::Ok();
+}
+
+std::string join_names(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ", ") + (s.empty() ? "none" : s);
+  return out;
+}
+
+// A run that would install nothing is an error, never "environment ready": an empty lock, a
+// selection that kept 0 of N entries (the wrong --platform or --environment), or selected
+// entries that were all skipped (markers, the project itself). Also refuses two wheels of one
+// PyPI name that the markers left both in (lock formats with markers are checked here, once
+// they are evaluated; see parse_lock for the others).
+Status check_selection(const LockFile& lock, const std::vector<PackageRef>& plan, size_t n_conda,
+                       const LockSelection& sel, size_t skipped) {
+  std::map<std::string, const PackageRef*> wheels;
+  for (size_t i = n_conda; i < plan.size(); ++i) {
+    const PackageRef& w = plan[i];
+    auto [it, fresh] = wheels.try_emplace(pypi::normalize_name(w.name), &w);
+    if (fresh || it->second->url == w.url) continue;
+    auto where = [](const PackageRef& r) {
+      return (r.line > 0 ? "line " + std::to_string(r.line) : std::string("an entry")) + " (" +
+             printable(r.file_name, 120) + ")";
+    };
+    return InvalidInput(lock.path + ": package '" + printable(w.name, 80) +
+                        "' is selected twice for this target: " + where(*it->second) + " and " +
+                        where(w) +
+                        "; their markers overlap, so which one to install is ambiguous: re-lock");
+  }
+  if (!plan.empty()) return Status::Ok();
+  const std::string n = std::to_string(lock.entries);
+  if (lock.entries == 0) {
+    return InvalidInput(lock.path +
+                        ": the lock lists no packages, so there is nothing to install; "
+                        "re-lock the environment with its packages");
+  }
+  if (lock.packages.empty()) {
+    std::string why = "0 of its " + n + " packages are for platform " + sel.platform;
+    if (lock.format == LockFormat::kPixi) why += " in environment '" + sel.environment + "'";
+    std::string hint;
+    for (const std::string& p : lock.entry_platforms) {
+      if (!p.empty() && p != sel.platform && p != "noarch") {
+        hint = "; pass --platform " + p;
+        break;
+      }
+    }
+    if (lock.format == LockFormat::kPixi && hint.empty()) hint = "; pass --environment NAME";
+    return InvalidInput(lock.path + ": " + why + " (platforms in the lock: " +
+                        join_names(lock.entry_platforms) + "); nothing to install" + hint);
+  }
+  return InvalidInput(lock.path + ": none of the " + std::to_string(lock.packages.size()) +
+                      " packages selected applies to this target (" + std::to_string(skipped) +
+                      " skipped by their markers or as the project itself; see the notes); "
+                      "nothing to install; pass --python or --python-version to choose another "
+                      "interpreter");
+}
+
 std::string python_version_of(const LockFile& lock, const std::string& override_version) {
   if (!override_version.empty()) return override_version;
   for (const auto& p : lock.packages) {
@@ -637,9 +810,8 @@ std::string python_version_of(const LockFile& lock, const std::string& override_
 }
 
 // --dry-run: what would be installed, from where, and whether the cache already has it.
-void print_plan(const std::vector<PackageRef>& plan, const std::string& cache_dir,
+void print_plan(const std::vector<PackageRef>& plan, const cache::Store* store,
                 const pypi::TargetPython* target) {
-  auto store = cache::Store::open(cache_dir);
   if (target) {
     std::printf(
         "target: %s %s (%s), %s\n", target->implementation.c_str(),
@@ -649,7 +821,7 @@ void print_plan(const std::vector<PackageRef>& plan, const std::string& cache_di
   for (const auto& r : plan) {
     cache::Key key{r.sha256.empty() ? HashKind::kMd5 : HashKind::kSha256,
                    r.sha256.empty() ? r.md5 : r.sha256};
-    bool cached = store.ok() && (*store)->find_tree(key).has_value();
+    bool cached = store && store->find_tree(key).has_value();
     std::printf("%-6s %-40s %s%s\n", r.kind == PackageKind::kPypi ? "pypi" : "conda",
                 label(r).c_str(), redact_url(r.url).c_str(), cached ? "  [cached]" : "");
   }
@@ -711,6 +883,7 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
     if (!s.http_version.empty()) p["http_version"] = s.http_version;
     if (s.attempts > 1) p["attempts"] = s.attempts;
     if (s.streamed) p["streamed"] = true;
+    if (!s.warnings.empty()) p["warnings"] = s.warnings;
     p["error"] = s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(s.status.message());
     pkgs.push_back(std::move(p));
   }
@@ -731,7 +904,7 @@ int finish(const InstallOptions& opts, const LockFile* lock, const std::vector<P
   if (!opts.report_path.empty()) {
     auto j = make_report(opts, lock, states, exit_code, seconds_since(t0), dl_wall, fx_wall,
                          link_wall, dl_bytes, link_mode);
-    Status st = write_file_atomic(opts.report_path, j.dump(2) + "\n");
+    Status st = write_file_atomic(opts.report_path, dump_json(j, 2) + "\n");
     if (!st.ok()) {
       std::fprintf(stderr, "warning: could not write report: %s\n", st.to_string().c_str());
     }
@@ -769,12 +942,18 @@ int run_install(const InstallOptions& in) {
 
   // Stage 0: the lock, and the no-op fast path: a prefix already materialized from the same
   // input is left alone after a few stats (no parsing, no cache, no per-file work).
-  auto lock_bytes = read_file(opts.lock_path);
+  auto lock_bytes = read_lock_bytes(opts.lock_path, opts.max_lock_bytes);
   if (!lock_bytes.ok()) {
-    std::fprintf(stderr, "error: cannot read lock file: %s\n",
-                 lock_bytes.status().message().c_str());
+    std::fprintf(stderr, "error: %s\n", lock_bytes.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
   }
+  auto local_files = LocalFiles::make(opts.lock_path, opts.allow_file_urls);
+  if (!local_files.ok()) {
+    std::fprintf(stderr, "error: %s\n", local_files.status().message().c_str());
+    return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+  opts.selection.max_bytes = opts.max_lock_bytes;
+  opts.selection.local_files = &*local_files;
   const std::string input_hash = install_input_hash(*lock_bytes, opts);
   if (installing && !opts.force && !opts.dry_run && stamp_matches(opts.prefix, input_hash)) {
     if (opts.verbosity > 0) {
@@ -786,9 +965,31 @@ int run_install(const InstallOptions& in) {
     return finish(opts, nullptr, no_states, 0, t0, 0, 0, 0, 0, "noop");
   }
   auto lock = parse_lock(*lock_bytes, opts.lock_path, opts.selection);
+  std::string().swap(*lock_bytes);  // up to --max-lock-size, not needed any more
   if (!lock.ok()) {
     std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+  // Every local file the run could read (file:// URLs, local paths, index and find-links
+  // folders), checked against --allow-file-urls before anything is read or requested.
+  if (Status local = check_local_sources(*lock, opts, *local_files); !local.ok()) {
+    std::fprintf(stderr, "error: %s\n", local.message().c_str());
+    return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
+  // The cache before anything is fetched (index pages included): one that another user could
+  // change is refused with exit 2, each directory named with its fix (README "Permission
+  // model"); other failures to open it are exit 1, except for --dry-run, which then only
+  // cannot tell cache hits.
+  cache::StoreOptions store_options;
+  store_options.limits = opts.extract_limits;
+  auto store = cache::Store::open(opts.cache_dir, posix_fs(), store_options);
+  const bool plan_without_cache =
+      !store.ok() && opts.dry_run && store.status().code() != Code::kInvalidInput;
+  if (!store.ok() && !plan_without_cache) {
+    std::fprintf(stderr, "error: cache %s: %s\n", opts.cache_dir.c_str(),
+                 store.status().to_string().c_str());
+    int code = store.status().code() == Code::kInvalidInput ? 2 : 1;
+    return finish(opts, &*lock, no_states, code, t0, 0, 0, 0, 0, "");
   }
   // Stage 0b: PyPI entries become one wheel each for the target interpreter (or a clear
   // refusal) before anything is downloaded.
@@ -804,6 +1005,9 @@ int run_install(const InstallOptions& in) {
   po.ca_bundle = opts.ca_bundle;
   po.offline = opts.offline;
   po.max_downloads = opts.max_downloads;
+  po.local_files = &*local_files;
+  po.max_connections_per_host = opts.max_connections_per_host;
+  po.stall_timeout_s = opts.stall_timeout_s;
   auto pyplan = plan_pypi(*lock, po);
   if (!pyplan.ok()) {
     std::fprintf(stderr, "error: %s\n", pyplan.status().message().c_str());
@@ -813,15 +1017,24 @@ int run_install(const InstallOptions& in) {
   if (opts.verbosity > 0) {
     for (const auto& n : pyplan->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
   }
-  // The download plan: conda packages in lock order, then the wheels in lock order.
+  // The download plan: conda packages in lock order, then the wheels in lock order. The conda
+  // entries move: a lock's entries are its biggest structure (~800 bytes each), and only the
+  // python version is read from them later.
+  const std::string lock_python = python_version_of(*lock, opts.python_version);
   std::vector<PackageRef> plan;
-  for (const auto& p : lock->packages) {
-    if (p.kind == PackageKind::kConda) plan.push_back(p);
+  for (auto& p : lock->packages) {
+    if (p.kind == PackageKind::kConda) plan.push_back(std::move(p));
   }
   const size_t n_conda = plan.size();
   for (auto& w : pyplan->wheels) plan.push_back(std::move(w));
+  Status selected = check_selection(*lock, plan, n_conda, opts.selection, pyplan->notes.size());
+  if (!selected.ok()) {
+    std::fprintf(stderr, "error: %s\n", selected.message().c_str());
+    return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
+  }
   if (opts.dry_run) {
-    print_plan(plan, opts.cache_dir, pyplan->target ? &*pyplan->target : nullptr);
+    print_plan(plan, store.ok() ? store->get() : nullptr,
+               pyplan->target ? &*pyplan->target : nullptr);
     return finish(opts, &*lock, no_states, 0, t0, 0, 0, 0, 0, "");
   }
 
@@ -833,13 +1046,6 @@ int run_install(const InstallOptions& in) {
                          static_cast<size_t>(jobs) + 1);
   tbb::task_arena arena(jobs, 0);
 
-  auto store = cache::Store::open(opts.cache_dir, posix_fs(), opts.extract_limits);
-  if (!store.ok()) {
-    std::fprintf(stderr, "error: cache %s: %s\n", opts.cache_dir.c_str(),
-                 store.status().to_string().c_str());
-    return finish(opts, &*lock, no_states, 1, t0, 0, 0, 0, 0, "");
-  }
-
   // Temp files of processes that died (killed mid-download) are garbage; live ones are kept.
   (*store)->clean(/*all=*/false).ignore();
 
@@ -850,6 +1056,11 @@ int run_install(const InstallOptions& in) {
   Status st = pipe.fetch_and_extract();
   trace.add("fetch + verify + extract", "stage", t_fx, Clock::now(), Trace::kMainLane);
   auto& states = pipe.states();
+  if (pipe.legacy_entries > 0) {
+    progress.line("note: " + std::to_string(pipe.legacy_entries) +
+                  " cache entries made by an older materializer were extracted afresh (once; "
+                  "README \"Permission model\")");
+  }
   if (!st.ok()) {
     progress.stop();
     std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
@@ -894,7 +1105,7 @@ int run_install(const InstallOptions& in) {
   lo.prefix = opts.prefix;
   lo.cache_root = opts.cache_dir;
   lo.mode = opts.link_mode;
-  lo.python_version = python_version_of(*lock, opts.python_version);
+  lo.python_version = lock_python;
   if (lo.python_version.empty() && pyplan->target) lo.python_version = pyplan->target->version;
   lo.command_line = opts.command_line;
   lo.keep_incomplete_marker = plan.size() > n_conda;  // wheels still to come
@@ -906,11 +1117,13 @@ int run_install(const InstallOptions& in) {
   progress.start();
   auto t_link = Clock::now();
   // From here on the prefix changes: it must not look complete (or like a no-op) until the end.
-  Status pre = make_dirs(path_join(opts.prefix, "conda-meta"));
+  Result<Root> root = Root::open(opts.prefix, true, "the prefix");
+  Status pre = root.status();
+  if (pre.ok()) pre = root->make_dirs("conda-meta");
   if (pre.ok()) pre = remove_stamp(opts.prefix);
   if (pre.ok()) {
-    pre = write_file_atomic(path_join(opts.prefix, kIncompleteMarkerPath),
-                            "materializer is installing into this prefix\n");
+    pre = root->write_file_atomic(
+        kIncompleteMarkerPath, "materializer is installing into this prefix\n", 0644, posix_fs());
   }
   if (!pre.ok()) {
     progress.stop();
@@ -953,10 +1166,7 @@ int run_install(const InstallOptions& in) {
   }
   if (summary.ok() && summary->complete && wsummary.ok() && wsummary->complete) {
     // Everything is linked and recorded: only now may the prefix look complete.
-    std::string marker = path_join(opts.prefix, kIncompleteMarkerPath);
-    if (::unlink(marker.c_str()) != 0 && errno != ENOENT) {
-      wsummary = ErrnoStatus(marker + ": remove", errno);
-    }
+    if (Status removed = root->remove(kIncompleteMarkerPath); !removed.ok()) wsummary = removed;
   }
   double link_wall = seconds_since(t_link);
   progress.stop();
@@ -1003,11 +1213,10 @@ int run_install(const InstallOptions& in) {
                  opts.prefix.c_str());
     exit_code = 1;
   } else {
+    // The records link_packages wrote (named from validated index.json fields): the lock's
+    // own name/version/build never become a path.
     std::vector<std::string> recorded;
-    for (size_t i = 0; i < n_conda; ++i) {
-      const PackageRef& r = *states[i].ref;
-      recorded.push_back("conda-meta/" + r.name + "-" + r.version + "-" + r.build + ".json");
-    }
+    for (size_t i = 0; i < n_conda; ++i) recorded.push_back(summary->results[i].record_file);
     Status stamped = write_stamp(opts.prefix, input_hash, recorded);
     if (!stamped.ok()) progress.line("warning: no-op stamp not written: " + stamped.to_string());
     progress.line("linked " + std::to_string(files) + " files (" + mode + ") in " +
@@ -1022,11 +1231,15 @@ int run_install(const InstallOptions& in) {
 int run_cache_command(const std::string& what, const std::string& cache_dir_in, bool all,
                       bool json) {
   std::string cache_dir = absolute_path(cache_dir_in.empty() ? default_cache_dir() : cache_dir_in);
-  auto store = cache::Store::open(cache_dir);
+  // `verify` reports directories that fail the permission model among its problems; `stats`
+  // and `clean` refuse such a cache, as install does (exit 2).
+  cache::StoreOptions so;
+  so.report_distrust = what == "verify";
+  auto store = cache::Store::open(cache_dir, posix_fs(), so);
   if (!store.ok()) {
     std::fprintf(stderr, "error: cache %s: %s\n", cache_dir.c_str(),
                  store.status().to_string().c_str());
-    return 1;
+    return store.status().code() == Code::kInvalidInput ? 2 : 1;
   }
   if (what == "stats") {
     auto s = (*store)->stats();
@@ -1042,7 +1255,7 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
                           {"tree_files", s->tree_files},
                           {"tree_bytes", s->tree_bytes},
                           {"tmp_entries", s->tmp_entries}};
-      std::printf("%s\n", j.dump(2).c_str());
+      std::printf("%s\n", dump_json(j, 2).c_str());
     } else {
       std::printf(
           "cache:     %s\narchives:  %lld (%s)\ntrees:     %lld (%lld files, %s)\ntmp:       "
@@ -1061,12 +1274,17 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
       return 1;
     }
     for (const auto& p : *problems) {
-      std::printf("%s: %s: %s\n", p.key.c_str(), p.path.c_str(), p.problem.c_str());
+      if (p.key.empty()) {
+        std::printf("%s: %s\n", p.path.c_str(), p.problem.c_str());
+      } else {
+        std::printf("%s: %s: %s\n", p.key.c_str(), p.path.c_str(), p.problem.c_str());
+      }
     }
     if (!problems->empty()) {
       std::fprintf(stderr,
-                   "error: %zu problem(s) in %s; remove the damaged entries with "
-                   "`materializer cache clean --all` (or delete them) and reinstall\n",
+                   "error: %zu problem(s) in %s; fix the permissions named above, remove the "
+                   "damaged entries with `materializer cache clean --all` (or delete them) and "
+                   "reinstall\n",
                    problems->size(), cache_dir.c_str());
       return 1;
     }

@@ -21,6 +21,8 @@ struct InstallOptions {
   std::string cache_dir;
   int jobs = 0;  // 0 = all cores
   int max_downloads = 50;
+  int max_connections_per_host = 6;  // --max-connections-per-host (0: no limit)
+  double stall_timeout_s = 15;       // --stall-timeout: no byte for this long = retry/resume
   bool offline = false;
   bool stream = true;  // --no-stream: extract a .conda only once its download ended
   // --max-expanded-size, --max-expansion-ratio, --max-files-per-package
@@ -40,6 +42,10 @@ struct InstallOptions {
   int verbosity = 1;         // 0 quiet, 1 normal, 2 verbose
   bool dry_run = false;      // print the plan (after index resolution) and stop
   std::string command_line;  // for conda-meta/history and the report
+  // --allow-file-urls: folders whose files file:// URLs (and local paths, requirements
+  // includes) may name, besides the lock's own folder (local_files.h).
+  std::vector<std::string> allow_file_urls;
+  int64_t max_lock_bytes = kDefaultMaxLockBytes;  // --max-lock-size
 };
 
 int run_install(const InstallOptions& opts);

@@ -10,7 +10,6 @@
 // content never depends on timing.
 #include "materializer/link.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -29,8 +28,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
+#include "materializer/base/json.h"
 #include "materializer/link_internal.h"
 
 namespace mat {
@@ -186,12 +187,31 @@ DirList collect_directories(const std::vector<PackageState>& states) {
   return sorted;
 }
 
+struct PathRef {
+  size_t pkg, path;
+};
+using Softlinks = std::unordered_map<std::string_view, PathRef>;
+
+// One directory of the list: a plain directory, or the symlink a package ships in its place.
+Status create_directory(const OpContext& ctx, DirCache& dirs, const std::vector<LinkInput>& inputs,
+                        std::vector<PackageState>& states, const Softlinks& softlinks,
+                        const std::string& dir) {
+  auto link = softlinks.find(dir);
+  if (link == softlinks.end()) return make_prefix_dir(ctx, dirs, dir);
+  PackageState& s = states[link->second.pkg];
+  OpOutcome out;
+  Status st =
+      link_path(ctx, dirs, inputs[link->second.pkg].tree, s.plan.paths[link->second.path], &out);
+  if (st.ok()) {
+    s.skip[link->second.path] = kLinkedEarly;
+    s.files++;
+  }
+  return st;
+}
+
 void create_directories(const OpContext& ctx, const std::vector<LinkInput>& inputs,
                         std::vector<PackageState>& states) {
-  struct PathRef {
-    size_t pkg, path;
-  };
-  std::unordered_map<std::string_view, PathRef> softlinks;
+  Softlinks softlinks;
   for (size_t i = 0; i < states.size(); ++i) {
     if (states[i].failed) continue;
     for (size_t j = 0; j < states[i].plan.paths.size(); ++j) {
@@ -201,24 +221,15 @@ void create_directories(const OpContext& ctx, const std::vector<LinkInput>& inpu
   }
   DirList sorted = collect_directories(states);
   std::vector<Status> results(sorted.size());
+  DirCaches caches(ctx);
   for (size_t begin = 0; begin < sorted.size();) {
     size_t end = begin;
     while (end < sorted.size() && sorted[end].first == sorted[begin].first) ++end;
+    // Within one depth the list is sorted, so siblings are adjacent: a thread resolves their
+    // parent once.
     tbb::parallel_for(begin, end, [&](size_t k) {
-      const std::string& dir = sorted[k].second;
-      auto link = softlinks.find(dir);
-      if (link == softlinks.end()) {
-        results[k] = make_prefix_dir(ctx.prefix_fd, dir);
-        return;
-      }
-      PackageState& s = states[link->second.pkg];
-      OpOutcome out;
       results[k] =
-          link_path(ctx, inputs[link->second.pkg].tree, s.plan.paths[link->second.path], &out);
-      if (results[k].ok()) {
-        s.skip[link->second.path] = kLinkedEarly;
-        s.files++;
-      }
+          create_directory(ctx, caches.local(), inputs, states, softlinks, sorted[k].second);
     });
     begin = end;
   }
@@ -245,21 +256,37 @@ struct Action {
   uint32_t pkg, path;
 };
 
+// The paths of one package still to write, grouped by target directory (stable, so the tree
+// order stays within a directory): consecutive actions then share their directory fds.
+std::vector<uint32_t> package_actions(const PackageState& s) {
+  std::vector<uint32_t> order;
+  for (size_t j = 0; j < s.plan.paths.size(); ++j) {
+    if (s.skip[j] || s.plan.paths[j].type == PathType::kDirectory) continue;
+    order.push_back(static_cast<uint32_t>(j));
+  }
+  auto dir_of = [&](uint32_t j) { return split_parent(s.plan.paths[j].target).first; };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return dir_of(a) < dir_of(b); });
+  return order;
+}
+
 void link_all(const std::vector<LinkInput>& inputs, const LinkOptions& opts, const OpContext& ctx,
               std::vector<PackageState>& states) {
+  std::vector<std::vector<uint32_t>> order(states.size());
+  tbb::parallel_for(size_t{0}, states.size(), [&](size_t i) {
+    if (!states[i].failed) order[i] = package_actions(states[i]);
+  });
   std::vector<Action> actions;
   for (size_t i = 0; i < states.size(); ++i) {
     PackageState& s = states[i];
     if (s.failed) continue;
-    s.actions = s.files;  // directories and early symlinks are done already
-    for (size_t j = 0; j < s.plan.paths.size(); ++j) {
-      if (s.skip[j] || s.plan.paths[j].type == PathType::kDirectory) continue;
-      actions.push_back(Action{static_cast<uint32_t>(i), static_cast<uint32_t>(j)});
-      s.actions++;
-    }
+    s.actions = s.files + static_cast<int64_t>(order[i].size());  // + dirs and early links
+    for (uint32_t j : order[i]) actions.push_back(Action{static_cast<uint32_t>(i), j});
   }
+  DirCaches caches(ctx);
   tbb::parallel_for(
       tbb::blocked_range<size_t>(0, actions.size()), [&](const tbb::blocked_range<size_t>& r) {
+        DirCache& dirs = caches.local();
         for (size_t k = r.begin(); k != r.end(); ++k) {
           const Action a = actions[k];
           PackageState& s = states[a.pkg];
@@ -267,7 +294,7 @@ void link_all(const std::vector<LinkInput>& inputs, const LinkOptions& opts, con
           Clock::time_point t0 = Clock::now();
           guarded(s, [&] {
             OpOutcome out;
-            Status st = link_path(ctx, inputs[a.pkg].tree, s.plan.paths[a.path], &out);
+            Status st = link_path(ctx, dirs, inputs[a.pkg].tree, s.plan.paths[a.path], &out);
             if (!st.ok()) return fail(s, st);
             s.sha256_in_prefix[a.path] = std::move(out.sha256_in_prefix);
             s.bytes += out.bytes_copied;
@@ -285,15 +312,11 @@ void link_all(const std::vector<LinkInput>& inputs, const LinkOptions& opts, con
 
 // conda-meta/<name>-*.json files present before this run, by package name. The name is parsed
 // from the file name (name-version-build.json: version and build never contain '-').
-std::unordered_map<std::string, std::vector<std::string>> existing_records(
-    const std::string& meta_dir) {
+std::unordered_map<std::string, std::vector<std::string>> existing_records(int meta_fd) {
   std::unordered_map<std::string, std::vector<std::string>> out;
-  UniqueFd fd(open(meta_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return out;
-  DIR* d = fdopendir(fd.release());
-  if (d == nullptr) return out;
-  while (struct dirent* ent = readdir(d)) {
-    std::string fn = ent->d_name;
+  Result<std::vector<std::string>> names = list_dir_at(meta_fd, "conda-meta");
+  if (!names.ok()) return out;
+  for (const std::string& fn : *names) {
     if (fn.size() <= 5 || fn.compare(fn.size() - 5, 5, ".json") != 0) continue;
     std::string stem = fn.substr(0, fn.size() - 5);
     size_t b = stem.rfind('-');
@@ -302,24 +325,29 @@ std::unordered_map<std::string, std::vector<std::string>> existing_records(
     if (v == std::string::npos || v == 0) continue;
     out[stem.substr(0, v)].push_back(fn);
   }
-  closedir(d);
   return out;
 }
 
 // Removes records of the same package name but another version/build (the lock replaced it);
 // returns their history dist strings.
-std::vector<std::string> remove_stale_records(const std::string& meta_dir,
-                                              const std::vector<std::string>& files,
+std::vector<std::string> remove_stale_records(int meta_fd, const std::vector<std::string>& files,
                                               const std::string& keep) {
   std::vector<std::string> removed;
   for (const std::string& fn : files) {
     if (fn == keep) continue;
-    std::string path = path_join(meta_dir, fn);
-    Result<std::string> data = read_file(path);
-    nlohmann::json j = data.ok() ? nlohmann::json::parse(*data, nullptr, false) : nlohmann::json();
-    if (unlink(path.c_str()) != 0) continue;
-    if (!j.is_object()) continue;
-    auto str = [&](const char* k) { return j.value(k, std::string()); };
+    Result<std::string> data = read_file_at(meta_fd, fn, "conda-meta/" + fn);
+    // Records already in the prefix are input too: bounded, and read without ever throwing (a
+    // non-string field once escaped as a JSON exception and lost the run's report).
+    Result<nlohmann::json> parsed =
+        data.ok() ? parse_json(*data, "conda-meta/" + fn, DocLimits{int64_t{64} << 20}, Code::kCorrupt)
+                  : Result<nlohmann::json>(data.status());
+    if (unlink_at(meta_fd, fn) != 0) continue;
+    if (!parsed.ok() || !parsed->is_object()) continue;
+    const nlohmann::json& j = *parsed;
+    auto str = [&](const char* k) {
+      auto it = j.find(k);
+      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
     removed.push_back(
         history_dist(str("channel"), str("subdir"), str("name"), str("version"), str("build")));
   }
@@ -333,12 +361,12 @@ struct RecordOutcome {
 // Records are built and written in parallel (JSON of every path, then write + fsync + rename);
 // the bookkeeping of replaced records and history runs after, in lock order.
 RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOptions& opts,
-                            LinkMode mode, std::vector<PackageState>& states) {
+                            LinkMode mode, int meta_fd, std::vector<PackageState>& states,
+                            std::vector<std::string>* file_names) {
   RecordOutcome out;
-  std::string meta_dir = path_join(opts.prefix, "conda-meta");
-  auto existing = existing_records(meta_dir);
+  auto existing = existing_records(meta_fd);
   Fs& fs = opts.fs ? *opts.fs : posix_fs();
-  std::vector<std::string> file_names(states.size());
+  file_names->assign(states.size(), "");
   tbb::parallel_for(size_t{0}, states.size(), [&](size_t i) {
     PackageState& s = states[i];
     if (s.failed) return;
@@ -347,19 +375,22 @@ RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOpti
       std::string fn = record_file_name(s.plan);
       RecordInput in{&inputs[i], &s.plan, &s.sha256_in_prefix, s.md5, s.sha256, s.size, mode};
       std::string text = prefix_record_text(in);
-      Status st = write_file_atomic(path_join(meta_dir, fn), text, 0644, fs);
+      // A new inode renamed over the old record: never written through (a record a package
+      // smuggled in as a hard link into the cache stays untouched there).
+      Status st = write_file_atomic_at(meta_fd, fn, text, 0644, fs,
+                                       path_join(opts.prefix, "conda-meta/" + fn));
       if (!st.ok()) return fail(s, st);
-      file_names[i] = std::move(fn);
+      (*file_names)[i] = std::move(fn);
     });
     s.nanos += elapsed_ns(t0);
   });
   for (size_t i = 0; i < states.size(); ++i) {
     PackageState& s = states[i];
     if (s.failed) continue;
-    const std::string& fn = file_names[i];
+    const std::string& fn = (*file_names)[i];
     const std::vector<std::string>& same_name = existing[s.plan.name];
     bool had = std::find(same_name.begin(), same_name.end(), fn) != same_name.end();
-    for (std::string& d : remove_stale_records(meta_dir, same_name, fn)) {
+    for (std::string& d : remove_stale_records(meta_fd, same_name, fn)) {
       out.removed.push_back(std::move(d));
     }
     if (!had) {
@@ -372,37 +403,47 @@ RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOpti
   return out;
 }
 
-Status append_history(const LinkOptions& opts, const RecordOutcome& rec) {
-  std::string path = path_join(opts.prefix, "conda-meta/history");
-  std::string entry = history_entry(opts.command_line, rec.removed, rec.added);
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus(path + ": open", errno);
+// conda-meta/history gets this run's entry appended, but not by opening it for writing: the
+// old content plus the entry go to a new file renamed over it. An append (O_APPEND) would write
+// through whatever inode is there, and a history that is a hard link into the cache (a package
+// once shipped one) would carry the write into the cache, where `cache verify` then fails for
+// good. The copy costs one read of a file that grows by a few lines per run.
+Status append_history(const LinkOptions& opts, int meta_fd, const RecordOutcome& rec) {
+  std::string shown = path_join(opts.prefix, "conda-meta/history");
+  std::string text;
+  Result<std::string> old = read_file_at(meta_fd, "history", shown);
+  if (old.ok()) {
+    text = std::move(old).value();
+    if (!text.empty() && text.back() != '\n') text += '\n';
+  } else if (old.status().code() != Code::kNotFound) {
+    return old.status();
+  }
+  text += history_entry(opts.command_line, rec.removed, rec.added);
   Fs& fs = opts.fs ? *opts.fs : posix_fs();
-  return fs.write_all(fd.get(), entry.data(), entry.size(), path);
+  return write_file_atomic_at(meta_fd, "history", text, 0644, fs, shown);
 }
 
 // Prefix, conda-meta/ and the incomplete marker; any failure here is run-wide.
-Result<UniqueFd> prepare_prefix(const LinkOptions& opts) {
+Result<Root> prepare_prefix(const LinkOptions& opts) {
   if (opts.prefix.empty() || opts.prefix[0] != '/') {
     return InvalidInput("prefix '" + opts.prefix + "' is not an absolute path");
   }
-  MAT_RETURN_IF_ERROR(make_dirs(path_join(opts.prefix, "conda-meta")));
-  UniqueFd fd(open(opts.prefix.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus(opts.prefix + ": open", errno);
+  MAT_ASSIGN_OR_RETURN(Root root, Root::open(opts.prefix, true, "the prefix"));
+  MAT_RETURN_IF_ERROR(root.make_dirs("conda-meta"));
   std::string reason = "materializer is linking this prefix (" + opts.command_line +
                        "); if this file remains, the run failed or was interrupted: rerun it\n";
-  MAT_RETURN_IF_ERROR(write_file_atomic(path_join(opts.prefix, kIncompleteMarker), reason, 0644,
-                                        opts.fs ? *opts.fs : posix_fs()));
-  return fd;
+  MAT_RETURN_IF_ERROR(
+      root.write_file_atomic(kIncompleteMarker, reason, 0644, opts.fs ? *opts.fs : posix_fs()));
+  return root;
 }
 
 LinkMode choose_mode(const LinkOptions& opts, const std::vector<LinkInput>& inputs,
                      const std::vector<PackageState>& states, int prefix_fd) {
   if (opts.mode != LinkMode::kAuto) return opts.mode;
-  std::string fallback;
+  std::pair<std::string, std::string> fallback;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!states[i].failed) {
-      fallback = path_join(inputs[i].tree, "info/index.json");
+      fallback = {inputs[i].tree, "info/index.json"};
       break;
     }
   }
@@ -431,7 +472,10 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   LinkOptions opts = options;
   // The prefix is written into files verbatim: "/env/" would become "/env//bin/python".
   while (opts.prefix.size() > 1 && opts.prefix.back() == '/') opts.prefix.pop_back();
-  MAT_ASSIGN_OR_RETURN(UniqueFd prefix_fd, prepare_prefix(opts));
+  MAT_ASSIGN_OR_RETURN(Root root, prepare_prefix(opts));
+  MAT_ASSIGN_OR_RETURN(BeneathDir meta, root.dir("conda-meta"));
+  struct stat meta_st;
+  if (fstat(meta.fd.get(), &meta_st) != 0) return ErrnoStatus(opts.prefix + "/conda-meta", errno);
   std::vector<PackageState> states(inputs.size());
 
   LinkSummary summary;
@@ -444,20 +488,24 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
   plan_all(inputs, opts, states);  // 1. plan (parallel)
   phase_done("plan");
   resolve_clobbers(states);        // 2. clobber (serial, lock order)
-  summary.mode_used = choose_mode(opts, inputs, states, prefix_fd.get());
+  summary.mode_used = choose_mode(opts, inputs, states, root.fd());
   phase_done("clobbers");
   OpContext ctx;
-  ctx.prefix_fd = prefix_fd.get();
+  ctx.prefix_fd = root.fd();
   ctx.prefix = opts.prefix;
   ctx.mode = summary.mode_used;
   ctx.forced = opts.mode != LinkMode::kAuto;
   ctx.fs = opts.fs ? opts.fs : &posix_fs();
+  ctx.meta_dev = meta_st.st_dev;
+  ctx.meta_ino = meta_st.st_ino;
   create_directories(ctx, inputs, states);  // 3a. directories (parallel per depth)
   phase_done("directories");
   link_all(inputs, opts, ctx, states);  // 3b. files (parallel over all paths)
   phase_done("files");
-  RecordOutcome rec = write_records(inputs, opts, summary.mode_used, states);  // 4. records
-  MAT_RETURN_IF_ERROR(append_history(opts, rec));
+  std::vector<std::string> records;
+  RecordOutcome rec =
+      write_records(inputs, opts, summary.mode_used, meta.fd.get(), states, &records);  // 4.
+  MAT_RETURN_IF_ERROR(append_history(opts, meta.fd.get(), rec));
   phase_done("records");
 
   summary.complete = true;
@@ -472,6 +520,7 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
     r.prefix_replaced = s.replaced;
     r.seconds = static_cast<double>(s.nanos.load()) / 1e9;
     r.warnings = std::move(s.warnings);
+    if (s.status.ok() && !records[i].empty()) r.record_file = "conda-meta/" + records[i];
     if (int64_t n = s.fallback_copies.load(); n > 0) {
       r.warnings.push_back(std::to_string(n) +
                            " file(s) were copied because hard-linking them from the cache "
@@ -482,15 +531,12 @@ Result<LinkSummary> link_packages(const std::vector<LinkInput>& inputs,
       failures += r.status.to_string() + "\n";
     }
   }
-  std::string marker = path_join(opts.prefix, kIncompleteMarker);
   if (summary.complete) {
-    if (!opts.keep_incomplete_marker && unlink(marker.c_str()) != 0 && errno != ENOENT) {
-      return ErrnoStatus(marker + ": remove", errno);
-    }
+    if (!opts.keep_incomplete_marker) MAT_RETURN_IF_ERROR(root.remove(kIncompleteMarker));
   } else {
     // Best effort: the marker already exists; this only makes it say what went wrong.
-    write_file_atomic(marker, "materializer could not link every package:\n" + failures, 0644,
-                      *ctx.fs)
+    root.write_file_atomic(kIncompleteMarker,
+                           "materializer could not link every package:\n" + failures, 0644, *ctx.fs)
         .ignore();
   }
   return summary;

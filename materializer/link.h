@@ -74,6 +74,7 @@ struct LinkResult {
   int64_t prefix_replaced = 0; // files that had a placeholder replaced
   double seconds = 0;          // CPU-ish time attributed to this package
   std::vector<std::string> warnings;  // clobbers etc.
+  std::string record_file;            // "conda-meta/<name>-<version>-<build>.json" once recorded
 };
 
 // One pass of link_packages(), for the report and the trace: "plan", "clobbers",

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "materializer/base/fs.h"
+#include "materializer/base/json.h"
+#include "materializer/base/path_name.h"
 #include "materializer/link_internal.h"
 
 namespace mat::link_internal {
@@ -42,19 +44,13 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
-// A package path must stay inside the prefix: relative, no "..", no empty components.
-bool is_safe_relative(const std::string& p) {
-  if (p.empty() || p[0] == '/') return false;
-  size_t start = 0;
-  while (start <= p.size()) {
-    size_t slash = p.find('/', start);
-    if (slash == std::string::npos) slash = p.size();
-    std::string_view comp(p.data() + start, slash - start);
-    if (comp.empty() || comp == "." || comp == "..") return false;
-    start = slash + 1;
-  }
-  return true;
-}
+// info/index.json and info/link.json are a few hundred bytes in every real package; 8 MiB is
+// far beyond any of them and bounds nlohmann's tree (~10x the text) per worker.
+constexpr int64_t kMaxSmallMetadataBytes = int64_t{8} << 20;
+// info/paths.json holds a record per file (~150 bytes each): 256 MiB is ~1.7 million files.
+constexpr int64_t kMaxPathsJsonBytes = int64_t{256} << 20;
+constexpr const char* kBadPackageHint =
+    "the package is malformed: nothing from it was installed; report it to the channel";
 
 Result<json> read_json(const std::string& path, bool required) {
   Result<std::string> data = read_file(path);
@@ -62,10 +58,9 @@ Result<json> read_json(const std::string& path, bool required) {
     if (!required && data.status().code() == Code::kNotFound) return json();
     return data.status();
   }
-  json j = json::parse(*data, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Corrupt(path + ": not a JSON object; the cache entry is damaged, retry with --refresh");
-  }
+  MAT_ASSIGN_OR_RETURN(json j, parse_json(*data, path, DocLimits{kMaxSmallMetadataBytes},
+                                          Code::kCorrupt, kBadPackageHint));
+  if (!j.is_object()) return Corrupt(path + ": not a JSON object; " + kBadPackageHint);
   return j;
 }
 
@@ -73,7 +68,7 @@ std::string json_string(const json& obj, const char* key) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return "";
   if (it->is_string()) return it->get<std::string>();
-  return it->dump();
+  return dump_json(*it);
 }
 
 Result<PathType> parse_path_type(const std::string& s) {
@@ -101,8 +96,11 @@ std::string field_string(simdjson::dom::object obj, const char* key) {
 
 // Parses info/paths.json. NotFound if the file is absent (a legacy package).
 Result<std::vector<PathEntry>> read_paths_json(const std::string& path) {
-  // One parser per thread: it keeps its buffers between the packages a thread plans.
-  thread_local simdjson::dom::parser parser;
+  // One parser per thread: it keeps its buffers between the packages a thread plans. Its
+  // depth and size limits are ours (doc_limits.h), set once per thread.
+  thread_local simdjson::dom::parser parser(kMaxPathsJsonBytes);
+  thread_local bool limited = parser.allocate(4096, kMaxDocDepth) == simdjson::SUCCESS;
+  if (!limited) return Internal("simdjson: cannot allocate a parser");
   simdjson::padded_string text;
   if (auto err = simdjson::padded_string::load(path).get(text); err != simdjson::SUCCESS) {
     struct stat st;
@@ -124,6 +122,15 @@ Result<std::vector<PathEntry>> read_paths_json(const std::string& path) {
   };
   simdjson::dom::element root;
   if (auto err = parser.parse(text).get(root); err != simdjson::SUCCESS) {
+    if (err == simdjson::DEPTH_ERROR) {
+      return Corrupt(path + ": JSON nested deeper than " + std::to_string(kMaxDocDepth) +
+                     " levels (the limit); " + kBadPackageHint);
+    }
+    if (err == simdjson::CAPACITY) {
+      return Corrupt(path + ": JSON document of " + std::to_string(text.size()) +
+                     " bytes is larger than the limit of " +
+                     std::to_string(kMaxPathsJsonBytes >> 20) + " MiB; " + kBadPackageHint);
+    }
     return malformed(simdjson::error_message(err));
   }
   simdjson::dom::object top;
@@ -236,17 +243,15 @@ Status add_entry_points(const json& link_json, const PlanContext& ctx, PackagePl
   for (const json& ep : *eps) {
     std::string cmd, module, func;
     if (!ep.is_string() || !parse_entry_point(ep.get<std::string>(), &cmd, &module, &func)) {
-      return Corrupt("info/link.json: malformed entry point " + ep.dump());
+      return Corrupt("info/link.json: malformed entry point " + dump_json(ep));
     }
+    MAT_RETURN_IF_ERROR(check_path_component(cmd, "info/link.json: entry point name"));
     PathEntry e;
     e.type = PathType::kEntryPoint;
     e.path = e.target = "bin/" + cmd;
     e.script = entry_point_script(python, module, func);
     e.sha256 = "";  // filled from the script when recorded
     e.size = static_cast<int64_t>(e.script.size());
-    if (!is_safe_relative(e.target)) {
-      return Corrupt("info/link.json: entry point name '" + cmd + "' is not a plain file name");
-    }
     plan->paths.push_back(std::move(e));
   }
   return Status::Ok();
@@ -264,6 +269,19 @@ bool is_noarch_python(const json& index, const json& link_json) {
          json_string(*noarch, "type") == "python";
 }
 
+// A target (after the noarch python mapping, with the lock's python version in it) must be a
+// plain relative path outside conda-meta/: records, history and markers there are the
+// installer's, and a package's file linked there would be a hard link into the cache that
+// later writes (conda's own among them) could write through.
+Status check_target(const std::string& target) {
+  MAT_RETURN_IF_ERROR(check_relative_path(target, "target path"));
+  if (in_conda_meta(target)) {
+    return Corrupt("path '" + shown_name(target) + "' is inside conda-meta/, which only the " +
+                   "installer writes; the package is malformed: remove it from the lock");
+  }
+  return Status::Ok();
+}
+
 Result<PackagePlan> load_plan_unchecked(const std::string& tree, const PlanContext& ctx) {
   PackagePlan plan;
   std::string info = path_join(tree, "info");
@@ -272,6 +290,13 @@ Result<PackagePlan> load_plan_unchecked(const std::string& tree, const PlanConte
   plan.version = json_string(plan.index, "version");
   plan.build = json_string(plan.index, "build");
   plan.subdir = json_string(plan.index, "subdir");
+  // name, version and build become conda-meta/<name>-<version>-<build>.json.
+  for (auto [field, value] : {std::pair{"name", &plan.name}, std::pair{"version", &plan.version},
+                              std::pair{"build", &plan.build}}) {
+    MAT_RETURN_IF_ERROR(check_path_component(*value, std::string("info/index.json: ") + field));
+  }
+  MAT_RETURN_IF_ERROR(
+      check_path_component(record_file_name(plan), "info/index.json: record file name"));
   MAT_ASSIGN_OR_RETURN(json link_json, read_json(path_join(info, "link.json"), false));
   Result<std::vector<PathEntry>> paths = read_paths_json(path_join(info, "paths.json"));
   if (paths.ok()) {
@@ -287,10 +312,12 @@ Result<PackagePlan> load_plan_unchecked(const std::string& tree, const PlanConte
         "needs the python version: lock has no python package; pass --python-version X.Y");
   }
   for (PathEntry& e : plan.paths) {
-    if (!is_safe_relative(e.path)) {
-      return Corrupt("path '" + e.path + "' escapes the prefix; the package is malformed");
+    if (const char* why = relative_path_problem(e.path)) {
+      return Corrupt("path '" + shown_name(e.path) + "' escapes the prefix or cannot be a file " +
+                     "name (" + why + "); the package is malformed");
     }
     e.target = plan.noarch_python ? noarch_python_target(e.path, ctx.python_version) : e.path;
+    MAT_RETURN_IF_ERROR(check_target(e.target));
   }
   if (plan.noarch_python && link_json.is_object()) {
     MAT_RETURN_IF_ERROR(add_entry_points(link_json, ctx, &plan));

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/link_internal.h"
@@ -697,6 +698,226 @@ TEST_F(LinkTest, PathsJsonFieldsOfOtherTypesAreTolerated) {
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(s->results[0].status.ok()) << s->results[0].status.to_string();
   EXPECT_EQ(slurp(prefix_ + "/lib/ok"), "x");
+}
+
+// ---- issue 11: every write stays inside the prefix -----------------------------------------
+
+// Link tests for escapes: the prefix sits two levels below a sandbox, with a canary directory
+// beside it and one two levels up (where "a/b -> .." + "a/b/c -> ../.." would put a write).
+class LinkEscapeTest : public LinkTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    LinkTest::SetUp();
+    force_beneath_walk_for_testing(GetParam());
+    prefix_ = root_ + "/up/prefix";
+    ASSERT_TRUE(make_dirs(root_ + "/up/canary").ok());
+    ASSERT_TRUE(make_dirs(root_ + "/canary").ok());
+  }
+  void TearDown() override {
+    force_beneath_walk_for_testing(false);
+    // Nothing but the canaries, the cache and the prefix, and the canaries untouched.
+    EXPECT_EQ(list_dir(root_), (std::vector<std::string>{"cache", "canary", "up"}));
+    EXPECT_EQ(list_dir(root_ + "/up"), (std::vector<std::string>{"canary", "prefix"}));
+    EXPECT_EQ(list_dir(root_ + "/canary"), std::vector<std::string>{});
+    EXPECT_EQ(list_dir(root_ + "/up/canary"), std::vector<std::string>{});
+    LinkTest::TearDown();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(OpenAt2AndWalk, LinkEscapeTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Walk" : "OpenAt2";
+                         });
+
+TEST_P(LinkEscapeTest, Issue11SymlinksChainedAcrossPackagesStayInside) {
+  Tree a = tree("chain-a", "1", "0");
+  a.softlink("a/b", "..");
+  a.finish();
+  Tree b = tree("chain-b", "1", "0");
+  b.softlink("a/b/c", "../..");
+  b.finish();
+  Tree c = tree("chain-c", "1", "0");
+  c.file("a/b/c/canary/pwned.txt", "pwned");
+  c.finish();
+  std::vector<LinkInput> in = {input(a, ref("chain-a", "1", "0")),
+                               input(b, ref("chain-b", "1", "0")),
+                               input(c, ref("chain-c", "1", "0"))};
+  Result<LinkSummary> s = link_packages(in, options());
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_FALSE(s->complete);
+  const Status& st = s->results[2].status;
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.to_string();
+  EXPECT_EQ(st.message().find("chain-c-1-0: a/b/c/canary"), 0u) << st.message();
+  EXPECT_NE(st.message().find("resolves outside the prefix"), std::string::npos) << st.message();
+  EXPECT_FALSE(path_exists(p("conda-meta/chain-c-1-0.json")));
+  EXPECT_TRUE(path_exists(p("conda-meta/.materializer-incomplete")));
+  // A and B only made symlinks, inside the prefix (B's landed at prefix/c through A's).
+  EXPECT_TRUE(s->results[0].status.ok()) << s->results[0].status.to_string();
+  EXPECT_TRUE(s->results[1].status.ok()) << s->results[1].status.to_string();
+}
+
+TEST_P(LinkEscapeTest, AbsoluteSymlinkParentFromAnotherPackageIsRefused) {
+  // The cache refuses absolute links in a package, but a prefix may hold one already (left by
+  // another tool); nothing may be written through it.
+  ASSERT_TRUE(make_dirs(p("share")).ok());
+  ASSERT_EQ(symlink((root_ + "/canary").c_str(), p("share/out").c_str()), 0);
+  Tree t = tree("abs", "1", "0");
+  t.file("share/out/pwned.txt", "pwned");
+  t.directory("share/out/dir");
+  t.finish();
+  Result<LinkSummary> s = link_packages({input(t, ref("abs", "1", "0"))}, options());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->results[0].status.code(), Code::kCorrupt) << s->results[0].status.to_string();
+}
+
+TEST_P(LinkEscapeTest, SourceThroughASymlinkInTheTreeIsRefused) {
+  // A tampered tree: x -> <a secret directory> plus a paths.json entry x/secret would link or
+  // copy the secret into the prefix. Sources are resolved beneath the tree with no symlink.
+  ASSERT_TRUE(write_file_atomic(root_ + "/up/canary/secret", "secret").ok());
+  for (LinkMode mode : {LinkMode::kHardlink, LinkMode::kCopy}) {
+    std::string name = mode == LinkMode::kCopy ? "steal-copy" : "steal-link";
+    Tree t = tree(name, "1", "0");
+    t.file("lib/ok", "x");
+    ASSERT_EQ(symlink((root_ + "/up/canary").c_str(), (t.dir() + "/x").c_str()), 0);
+    t.finish();
+    json paths = {{"paths_version", 1},
+                  {"paths",
+                   {{{"_path", "lib/ok"}, {"path_type", "hardlink"}},
+                    {{"_path", "x/secret"}, {"path_type", "hardlink"}}}}};
+    t.info("paths.json", paths.dump());
+    Result<LinkSummary> s = link_packages({input(t, ref(name, "1", "0"))}, options(mode));
+    ASSERT_TRUE(s.ok());
+    const Status& st = s->results[0].status;
+    EXPECT_EQ(st.code(), Code::kCorrupt) << st.to_string();
+    EXPECT_NE(st.message().find("symlink"), std::string::npos) << st.message();
+    EXPECT_FALSE(path_exists(p("x/secret")));
+  }
+  ASSERT_EQ(unlink((root_ + "/up/canary/secret").c_str()), 0);
+}
+
+TEST_P(LinkEscapeTest, IndexJsonFieldsThatWouldEscapeAreRefused) {
+  // conda-meta/<name>-<version>-<build>.json: each field is one file-name component.
+  const std::pair<const char*, std::string> cases[] = {
+      {"name", "../../canary/x"}, {"version", "1/../../../canary"}, {"build", "/tmp/x"},
+      {"name", "a\nb"},           {"build", std::string(250, 'b')},
+  };
+  int n = 0;
+  for (const auto& [field, value] : cases) {
+    std::string name = "meta" + std::to_string(n++);
+    Tree t = tree(name, "1", "0");
+    t.file("lib/" + name, "x");
+    t.index()[field] = value;
+    t.finish();
+    Result<LinkSummary> s = link_packages({input(t, ref(name, "1", "0"))}, options());
+    ASSERT_TRUE(s.ok());
+    const Status& st = s->results[0].status;
+    EXPECT_EQ(st.code(), Code::kCorrupt) << field << "=" << value;
+    EXPECT_NE(st.message().find(std::string("info/index.json: ")), std::string::npos)
+        << st.message();
+    EXPECT_FALSE(path_exists(p("lib/" + name)));  // refused before anything is linked
+  }
+  EXPECT_EQ(list_dir(p("conda-meta")),
+            (std::vector<std::string>{".materializer-incomplete", "history"}));
+}
+
+TEST_F(LinkTest, CondaMetaMembersAreRefused) {
+  // A package's conda-meta/history would be hard-linked into the prefix; appending to it would
+  // then write into the cache. Any member there (or named conda-meta) is refused.
+  int n = 0;
+  for (std::string bad : {"conda-meta/history", "conda-meta/numpy-1-0.json", "conda-meta"}) {
+    std::string name = "meta" + std::to_string(n++);
+    Tree t = tree(name, "1", "0");
+    t.file("lib/" + name, "x");
+    t.file(bad, "{}");
+    t.finish();
+    Result<LinkSummary> s = link_packages({input(t, ref(name, "1", "0"))}, options());
+    ASSERT_TRUE(s.ok());
+    const Status& st = s->results[0].status;
+    EXPECT_EQ(st.code(), Code::kCorrupt) << bad;
+    EXPECT_NE(st.message().find("conda-meta/, which only the installer writes"), std::string::npos)
+        << st.message();
+    EXPECT_FALSE(path_exists(p("lib/" + name)));
+    EXPECT_TRUE(path_exists(p("conda-meta/.materializer-incomplete")));
+  }
+  // Legacy packages (info/files) too.
+  Tree legacy = tree("legacy", "1", "0");
+  legacy.file("conda-meta/history", "evil\n");
+  legacy.info("files", "conda-meta/history\n");
+  legacy.finish(/*legacy=*/true);
+  Result<LinkSummary> s = link_packages({input(legacy, ref("legacy", "1", "0"))}, options());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->results[0].status.code(), Code::kCorrupt);
+  EXPECT_EQ(slurp(p("conda-meta/history")).find("evil"), std::string::npos);
+}
+
+TEST_F(LinkTest, CondaMetaReachedThroughASymlinkIsRefused) {
+  Tree a = tree("alias", "1", "0");
+  a.softlink("cm", "conda-meta");
+  a.finish();
+  Tree b = tree("planter", "1", "0");
+  b.file("cm/fake-1-0.json", "{\"name\": \"fake\"}");
+  b.file("cm/history", "forged\n");
+  b.finish();
+  Result<LinkSummary> s = link_packages(
+      {input(a, ref("alias", "1", "0")), input(b, ref("planter", "1", "0"))}, options());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->results[1].status.code(), Code::kCorrupt) << s->results[1].status.to_string();
+  EXPECT_NE(s->results[1].status.message().find("conda-meta/ through a symlink"), std::string::npos)
+      << s->results[1].status.message();
+  EXPECT_FALSE(path_exists(p("conda-meta/fake-1-0.json")));
+  EXPECT_EQ(slurp(p("conda-meta/history")).find("forged"), std::string::npos);
+}
+
+TEST_F(LinkTest, HistoryAndRecordsAreNeverWrittenThrough) {
+  // A history or record that is a hard link into the cache (left by an older, hostile install)
+  // is replaced by a new file; the cache file keeps its bytes.
+  Tree tr = full_tree(this, tree("foo", "1.0", "h0_0"));
+  std::string cached = tr.dir() + "/share/cached-history";
+  ASSERT_TRUE(write_file_atomic(cached, "==> old entry <==\n").ok());
+  ASSERT_TRUE(write_file_atomic(tr.dir() + "/share/cached-record", "{}").ok());
+  ASSERT_TRUE(make_dirs(p("conda-meta")).ok());
+  ASSERT_EQ(link(cached.c_str(), p("conda-meta/history").c_str()), 0);
+  ASSERT_EQ(
+      link((tr.dir() + "/share/cached-record").c_str(), p("conda-meta/foo-1.0-h0_0.json").c_str()),
+      0);
+  std::vector<LinkInput> in = {input(tr, ref("foo", "1.0", "h0_0"))};
+  ASSERT_TRUE(link_packages(in, options()).ok());
+  ASSERT_TRUE(link_packages(in, options()).ok());
+  EXPECT_EQ(slurp(cached), "==> old entry <==\n");
+  EXPECT_EQ(slurp(tr.dir() + "/share/cached-record"), "{}");
+  std::string hist = slurp(p("conda-meta/history"));
+  EXPECT_EQ(hist.find("==> old entry <==\n==> "), 0u) << hist;  // old content kept, then ours
+  EXPECT_EQ(lstat_or_die(p("conda-meta/history")).st_nlink, 1u);
+  EXPECT_EQ(record("foo-1.0-h0_0.json")["name"], "foo");
+}
+
+TEST_F(LinkTest, EntryPointNamesAreOneFileName) {
+  // link.json entry points become bin/<name>: "a/b" (a subdirectory), "../x" (an escape) and
+  // control characters are refused like any other path component.
+  int n = 0;
+  for (std::string cmd : {"a/b", "../../x", "x\ty"}) {
+    std::string name = "ep" + std::to_string(n++);
+    Tree t = tree(name, "1", "0");
+    t.index()["noarch"] = "python";
+    t.file("site-packages/" + name + ".py", "def main(): pass\n");
+    t.info("link.json",
+           json{{"noarch", {{"type", "python"}, {"entry_points", {cmd + " = " + name + ":main"}}}}}
+               .dump());
+    t.finish();
+    Result<LinkSummary> s = link_packages({input(t, ref(name, "1", "0"))}, options());
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->results[0].status.code(), Code::kCorrupt) << cmd;
+    EXPECT_NE(s->results[0].status.message().find("entry point name"), std::string::npos)
+        << s->results[0].status.message();
+  }
+  EXPECT_FALSE(path_exists(p("bin")));
+}
+
+TEST_F(LinkTest, RecordFileIsReportedPerPackage) {
+  Tree tr = full_tree(this, tree("foo", "1.0", "h0_0"));
+  Result<LinkSummary> s = link_packages({input(tr, ref("foo", "1.0", "h0_0"))}, options());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->results[0].record_file, "conda-meta/foo-1.0-h0_0.json");
 }
 
 }  // namespace

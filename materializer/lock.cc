@@ -7,11 +7,15 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <istream>
+#include <streambuf>
 #include <string_view>
-#include <unordered_set>
+#include <unordered_map>
 
+#include "materializer/base/doc_limits.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/lock_internal.h"
 #include "materializer/lock_toml_internal.h"
@@ -155,14 +159,139 @@ void classify_pypi_url(PackageRef& ref) {
   ref.file_name = file.empty() ? ref.name : file;
 }
 
-void dedupe(std::vector<PackageRef>& refs) {
-  std::unordered_set<std::string> seen;
-  std::vector<PackageRef> out;
-  out.reserve(refs.size());
-  for (PackageRef& r : refs) {
-    if (seen.insert(r.url).second) out.push_back(std::move(r));
+void note_platform(LockFile& lock, const std::string& platform) {
+  for (const std::string& p : lock.entry_platforms) {
+    if (p == platform) return;
   }
-  refs = std::move(out);
+  lock.entry_platforms.push_back(platform);
+}
+
+namespace {
+
+// Field length limits. Names, versions, builds and subdirs are tens of bytes in every real
+// lock; a file name must fit NAME_MAX; URLs (with tokens) and markers (uv writes long ones)
+// get more room.
+constexpr size_t kMaxShortField = 256;
+constexpr size_t kMaxFileName = 255;
+constexpr size_t kMaxUrl = 8192;
+constexpr size_t kMaxMarker = 65536;
+
+std::string subject_of(const PackageRef& r) {
+  return r.name.empty() ? std::string("package entry") : "package '" + printable(r.name, 80) + "'";
+}
+
+Status check_field(const LockFile& lock, const PackageRef& r, const char* field,
+                   std::string_view value, size_t max_len) {
+  const char* problem = single_line_problem(value, max_len);
+  if (problem == nullptr) return Status::Ok();
+  std::string what = subject_of(r) + ": field '" + field + "' " + problem;
+  what += value.size() > max_len ? " (" + std::to_string(value.size()) + " bytes; the limit is " +
+                                       std::to_string(max_len) + ")"
+                                 : ": '" + printable(value, 120) + "'";
+  return input_error(lock.path, r.line, what + "; fix or re-generate the lock");
+}
+
+Status check_candidate(const LockFile& lock, const PackageRef& r, const WheelCandidate& c) {
+  MAT_RETURN_IF_ERROR(check_field(lock, r, "url", c.url, kMaxUrl));
+  return check_field(lock, r, "file name", c.file_name, kMaxFileName);
+}
+
+std::string normalized_pypi(std::string_view name) {
+  // PEP 503: runs of -, _ and . become one -, lowercase.
+  std::string out;
+  for (char c : name) {
+    if (c == '-' || c == '_' || c == '.') {
+      if (out.empty() || out.back() != '-') out += '-';
+    } else {
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  return out;
+}
+
+// "line 12 (zlib-1.3.1-h1.conda, sha256 3f2a1b2c…)" or "entry 3 (...)".
+std::string describe(const PackageRef& r, size_t index) {
+  std::string where =
+      r.line > 0 ? "line " + std::to_string(r.line) : "entry " + std::to_string(index + 1);
+  std::string what = printable(redact_url(r.url.empty() ? r.file_name : r.url), 160);
+  if (!r.sha256.empty()) {
+    what += ", sha256 " + r.sha256.substr(0, 12) + "...";
+  } else if (!r.md5.empty()) {
+    what += ", md5 " + r.md5.substr(0, 12) + "...";
+  }
+  return where + " (" + what + ")";
+}
+
+// The same file listed again: same URL, name, version and build, and no hash that disagrees
+// (conda-lock repeats an entry with only its md5; @EXPLICIT files, one with #md5 and one with
+// #sha256).
+bool same_file(const PackageRef& a, const PackageRef& b) {
+  auto agree = [](const std::string& x, const std::string& y) {
+    return x.empty() || y.empty() || x == y;
+  };
+  return a.url == b.url && a.version == b.version && a.build == b.build &&
+         agree(a.sha256, b.sha256) && agree(a.md5, b.md5);
+}
+
+}  // namespace
+
+Status check_fields(const LockFile& lock) {
+  for (const PackageRef& r : lock.packages) {
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "name", r.name, kMaxShortField));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "version", r.version, kMaxShortField));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "build", r.build, kMaxShortField));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "subdir", r.subdir, kMaxShortField));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "channel", r.channel, kMaxUrl));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "url", r.url, kMaxUrl));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "file name", r.file_name, kMaxFileName));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "marker", r.marker, kMaxMarker));
+    MAT_RETURN_IF_ERROR(check_field(lock, r, "requires-python", r.requires_python, kMaxMarker));
+    for (const auto* list : {&r.wheels, &r.sdists}) {
+      for (const WheelCandidate& c : *list) MAT_RETURN_IF_ERROR(check_candidate(lock, r, c));
+    }
+  }
+  return Status::Ok();
+}
+
+Status check_duplicates(LockFile& lock) {
+  // PyPI-only formats may list a name once per environment (markers): checked by the driver.
+  const bool pypi_pinned =
+      lock.format == LockFormat::kCondaLockV1 || lock.format == LockFormat::kPixi;
+  std::unordered_map<std::string, size_t> first;  // kind + name -> index in `out`
+  std::vector<PackageRef> out;
+  std::vector<size_t> index_of;  // position in the lock's selection, for messages
+  out.reserve(lock.packages.size());
+  for (size_t i = 0; i < lock.packages.size(); ++i) {
+    PackageRef& r = lock.packages[i];
+    // Nameless entries (a dangling pixi pypi reference) are refused later by what needs the
+    // name; they are no one's duplicate.
+    if ((r.kind == PackageKind::kPypi && !pypi_pinned) || r.name.empty()) {
+      out.push_back(std::move(r));
+      index_of.push_back(i);
+      continue;
+    }
+    const std::string key = r.kind == PackageKind::kConda ? "conda\n" + r.name
+                                                          : "pypi\n" + normalized_pypi(r.name);
+    auto [it, fresh] = first.try_emplace(key, out.size());
+    if (!fresh) {
+      PackageRef& prev = out[it->second];
+      if (same_file(prev, r)) {  // a repeat of the same file: keep the first, with every hash
+        if (prev.sha256.empty()) prev.sha256 = r.sha256;
+        if (prev.md5.empty()) prev.md5 = r.md5;
+        continue;
+      }
+      return input_error(
+          lock.path, r.line,
+          subject_of(r) + " is selected twice, as different files: " +
+              describe(prev, index_of[it->second]) + " and " + describe(r, i) +
+              "; a lock names one file per package (whichever came first would win): "
+              "re-lock, or remove one of the entries");
+    }
+    out.push_back(std::move(r));
+    index_of.push_back(i);
+  }
+  lock.packages = std::move(out);
+  return Status::Ok();
 }
 
 }  // namespace lock_internal
@@ -275,6 +404,17 @@ std::optional<LockFormat> classify_toml(const toml::table& t) {
   return std::nullopt;
 }
 
+// An istream over text it does not own.
+class ViewStreamBuf : public std::streambuf {
+ public:
+  explicit ViewStreamBuf(std::string_view s) {
+    char* p = const_cast<char*>(s.data());  // never written: get area only
+    setg(p, p, p + s.size());
+  }
+};
+
+constexpr const char* kDepthHint = "no lock format nests that deeply: the file is malformed";
+
 // Where the parsed document of a format lives between detection and parsing.
 struct Parsed {
   YAML::Node yaml;
@@ -288,23 +428,40 @@ struct Parsed {
 Result<LockFormat> detect(std::string_view content, const std::string& path, Parsed* out) {
   if (trim(content).empty()) return input_error(path, 0, "empty lock file");
   if (is_explicit_text(content)) return LockFormat::kExplicit;
-  try {
-    toml::table t = toml::parse(content, std::string_view(path));
-    std::optional<LockFormat> f = classify_toml(t);
-    if (!f) return input_error(path, 0, kUnknownFormat);
-    if (out) out->toml = std::move(t);
-    return *f;
-  } catch (const toml::parse_error& e) {
-    if (looks_like_toml_lock(content)) {
-      const toml::source_position& p = e.source().begin;
-      return input_error(path, p ? static_cast<int>(p.line) : 0,
-                         "TOML syntax error: " + std::string(e.description()));
+  // toml++ recurses per dotted-key component and table level (100,000 of them crashed it);
+  // yaml-cpp per nesting level: both only see documents within kMaxDocDepth.
+  const Status toml_depth =
+      check_doc_limits(content, DocFormat::kToml, path, DocLimits{INT64_MAX, kMaxDocDepth},
+                       Code::kInvalidInput, kDepthHint);
+  if (!toml_depth.ok() && looks_like_toml_lock(content)) return toml_depth;
+  if (toml_depth.ok()) {  // else not TOML: no TOML lock nests that deeply
+    try {
+      toml::table t = toml::parse(content, std::string_view(path));
+      std::optional<LockFormat> f = classify_toml(t);
+      if (!f) return input_error(path, 0, kUnknownFormat);
+      if (out) out->toml = std::move(t);
+      return *f;
+    } catch (const toml::parse_error& e) {
+      if (looks_like_toml_lock(content)) {
+        const toml::source_position& p = e.source().begin;
+        return input_error(path, p ? static_cast<int>(p.line) : 0,
+                           "TOML syntax error: " + std::string(e.description()));
+      }
     }
   }
   if (looks_like_requirements(content)) return LockFormat::kRequirements;
+  if (Status deep = check_doc_limits(content, DocFormat::kYaml, path,
+                                     DocLimits{INT64_MAX, kMaxDocDepth}, Code::kInvalidInput,
+                                     kDepthHint);
+      !deep.ok()) {
+    return looks_like_yaml_lock(content) ? deep : input_error(path, 0, kUnknownFormat);
+  }
   YAML::Node doc;
   try {
-    doc = YAML::Load(std::string(content));
+    // Read in place: YAML::Load(std::string) would copy the text twice (string, stringstream).
+    ViewStreamBuf buf(content);
+    std::istream in(&buf);
+    doc = YAML::Load(in);
   } catch (const YAML::Exception& e) {
     if (!looks_like_yaml_lock(content)) return input_error(path, 0, kUnknownFormat);
     return input_error(path, e.mark.is_null() ? 0 : e.mark.line + 1, "YAML syntax error: " + e.msg);
@@ -339,18 +496,17 @@ Result<LockFormat> detect_lock_format(const std::string& content, const std::str
   }
 }
 
-Result<LockFile> parse_lock(const std::string& content, const std::string& path,
-                            const LockSelection& sel) {
-  std::string_view text = without_bom(content);
-  std::string lock_dir = dir_name(absolute_path(path));
-  if (lock_dir.empty()) lock_dir = "/";
+namespace {
+
+Result<LockFile> parse_format(std::string_view text, const std::string& path,
+                              const std::string& lock_dir, const LockSelection& sel) {
   // yaml-cpp throws on syntax errors and bad conversions; nothing may escape this API.
   try {
     Parsed doc;
     MAT_ASSIGN_OR_RETURN(LockFormat format, detect(text, path, &doc));
     switch (format) {
       case LockFormat::kExplicit:
-        return parse_explicit(std::string(text), path, lock_dir, sel);
+        return parse_explicit(text, path, lock_dir, sel);
       case LockFormat::kCondaLockV1:
         return parse_conda_lock(doc.yaml, path, sel);
       case LockFormat::kPixi:
@@ -363,12 +519,33 @@ Result<LockFile> parse_lock(const std::string& content, const std::string& path,
       case LockFormat::kPoetry:
         return parse_poetry_lock(doc.toml, path, lock_dir);
       case LockFormat::kRequirements:
-        return parse_requirements(std::string(text), path, lock_dir);
+        return parse_requirements(text, path, lock_dir, sel.local_files);
     }
     return Internal(path + ": unhandled lock format");
   } catch (const YAML::Exception& e) {
     return input_error(path, e.mark.is_null() ? 0 : e.mark.line + 1, "YAML error: " + e.msg);
   }
+}
+
+}  // namespace
+
+Result<LockFile> parse_lock(const std::string& content, const std::string& path,
+                            const LockSelection& sel) {
+  if (static_cast<int64_t>(content.size()) > sel.max_bytes) {
+    return input_error(path, 0,
+                       "lock file of " + std::to_string(content.size()) +
+                           " bytes is larger than the limit of " + std::to_string(sel.max_bytes) +
+                           " bytes; if it is genuine, raise the limit with --max-lock-size");
+  }
+  std::string_view text = without_bom(content);
+  std::string lock_dir = dir_name(absolute_path(path));
+  if (lock_dir.empty()) lock_dir = "/";
+  MAT_ASSIGN_OR_RETURN(LockFile lock, parse_format(text, path, lock_dir, sel));
+  // PyPI-only formats return every entry (uv.lock counts its own).
+  lock.entries = std::max(lock.entries, static_cast<int64_t>(lock.packages.size()));
+  MAT_RETURN_IF_ERROR(check_fields(lock));
+  MAT_RETURN_IF_ERROR(check_duplicates(lock));
+  return lock;
 }
 
 Result<LockFile> load_lock(const std::string& path, const LockSelection& sel) {

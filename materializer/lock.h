@@ -36,6 +36,13 @@
 
 namespace mat {
 
+class LocalFiles;  // local_files.h
+
+// --max-lock-size default. The largest real lock in the shared corpus is 2.2 MB (a pixi.lock);
+// yaml-cpp holds ~35x a YAML lock's size while parsing (a 63 MB conda-lock.yml peaked at
+// 2.3 GB and took 35 s), so 16 MiB (7x the largest real lock) bounds a run at about 600 MB.
+inline constexpr int64_t kDefaultMaxLockBytes = int64_t{16} << 20;
+
 enum class LockFormat {
   kCondaLockV1,
   kExplicit,
@@ -116,6 +123,13 @@ struct LockSelection {
   // reachable through unselected extras or groups are left out of LockFile::packages.
   std::vector<std::string> extras;
   std::vector<std::string> groups;
+
+  // Reading limits and policy (not selection proper; passed here because every reader takes
+  // this struct). A lock larger than max_bytes is refused before it is parsed (--max-lock-size).
+  int64_t max_bytes = kDefaultMaxLockBytes;
+  // Where requirements.txt `-r`/`-c` includes may be read from (--allow-file-urls and the
+  // lock's folder); null: anywhere (unit tests, trusted callers).
+  const LocalFiles* local_files = nullptr;
 };
 
 struct LockFile {
@@ -127,6 +141,10 @@ struct LockFile {
   std::vector<std::string> platforms;  // declared conda platforms, if the format lists them
   std::vector<std::string> environments;  // pixi environment names
   std::vector<PackageRef> packages;    // selected for the platform, in lock order
+  int64_t entries = 0;                 // package entries in the file, selected or not (all
+                                       // platforms and environments): "0 of N selected"
+  std::vector<std::string> entry_platforms;  // conda platforms of those entries (subdirs for
+                                             // @EXPLICIT), first seen first; "" not listed
   IndexSettings index;                 // from the lock (requirements.txt), may be empty
 
   // ---- PyPI formats
@@ -146,7 +164,22 @@ std::string lock_format_label(const LockFile& lock);
 Result<LockFormat> detect_lock_format(const std::string& content, const std::string& path);
 
 // Reads and parses a lock file, keeping the entries for `sel.platform` plus noarch ones
-// (PyPI-only formats ignore `sel`).
+// (PyPI-only formats ignore `sel`). An @EXPLICIT file without `# platform:` keeps the entries
+// whose URL names the target's subdir or noarch, and those whose URL names none (a plain
+// folder of packages: such a file is for one platform by construction; micromamba installs
+// them all); entries naming another subdir are left out.
+// Every selected entry's text fields (name, version, build, subdir, channel, URLs, file names,
+// markers) must be valid UTF-8 without control characters and of bounded length: they become
+// paths, JSON and terminal output. A package selected twice (conda names as written; PyPI names
+// PEP 503-normalised, for the formats that pin one file per name: conda-lock pip entries and
+// pixi pypi entries) is an error naming both lines, unless both entries are the same file (same URL,
+// no hash that disagrees: the later is dropped, its hashes kept). PyPI formats with markers (pylock, uv, poetry,
+// requirements) may list a name several times for different environments: the driver checks
+// those once markers are evaluated. A conda package and a PyPI package of the same name are
+// not duplicates: the two namespaces differ (conda's pytorch is PyPI's torch) and the lock does
+// not record a mapping.
+// Documents are checked against sel.max_bytes and kMaxDocDepth before any parser sees them
+// (doc_limits.h).
 // Entries without any hash are an error (kInvalidInput) naming the lines: we never install
 // unverified bytes (pylock files need sha256, requirements pins --hash=sha256:, poetry
 // packages at least one sha256 file hash; a uv.lock wheel without a hash is left to the driver,

@@ -8,6 +8,7 @@
 //
 // Only entries whose `platform` is the target are read (and validated): a broken entry for
 // another platform should not stop this one.
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/lock_internal.h"
 
@@ -111,10 +112,12 @@ Result<LockFile> parse_conda_lock(const YAML::Node& root, const std::string& pat
     }
     std::optional<std::string> platform = scalar(entry, "platform");
     if (!platform) {
-      return input_error(
-          path, line_of(entry),
-          "package '" + scalar(entry, "name").value_or("?") + "': field 'platform' is missing");
+      return input_error(path, line_of(entry),
+                         "package '" + printable(scalar(entry, "name").value_or("?")) +
+                             "': field 'platform' is missing");
     }
+    ++lock.entries;
+    note_platform(lock, *platform);
     if (*platform != sel.platform) continue;
     PackageRef ref;
     MAT_RETURN_IF_ERROR(read_entry(entry, path, ref));
@@ -131,7 +134,6 @@ Result<LockFile> parse_conda_lock(const YAML::Node& root, const std::string& pat
                              list + "); pass --platform " + lock.platforms.front());
     }
   }
-  dedupe(lock.packages);
   MAT_RETURN_IF_ERROR(check_hashes(lock.packages, path, "sha256 or md5 hash",
                                    "re-lock with conda-lock to record hashes"));
   return lock;

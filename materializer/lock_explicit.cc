@@ -82,7 +82,7 @@ Status parse_entry(std::string_view line, int line_no, const std::string& path,
 
 }  // namespace
 
-Result<LockFile> parse_explicit(const std::string& content, const std::string& path,
+Result<LockFile> parse_explicit(std::string_view content, const std::string& path,
                                 const std::string& lock_dir, const LockSelection& sel) {
   LockFile lock;
   lock.format = LockFormat::kExplicit;
@@ -115,6 +115,8 @@ Result<LockFile> parse_explicit(const std::string& content, const std::string& p
     }
     PackageRef ref;
     MAT_RETURN_IF_ERROR(parse_entry(line, line_no, path, lock_dir, ref));
+    ++lock.entries;
+    note_platform(lock, ref.subdir);
     all.push_back(std::move(ref));
   }
 
@@ -127,13 +129,16 @@ Result<LockFile> parse_explicit(const std::string& content, const std::string& p
     }
     lock.packages = std::move(all);
   } else {
-    // No header: the URL's subdir is the only platform evidence. Foreign entries are skipped
-    // rather than fatal, since such a file may serve several platforms.
+    // No header: the URL's subdir is the only platform evidence. Entries of another subdir
+    // are skipped rather than fatal, since such a file may serve several platforms; entries
+    // whose URL names no subdir (a plain folder of packages) are kept, as micromamba keeps
+    // them: an explicit file is written for one platform (`conda list --explicit`).
     for (PackageRef& r : all) {
-      if (r.subdir == sel.platform || r.subdir == "noarch") lock.packages.push_back(std::move(r));
+      if (r.subdir.empty() || r.subdir == sel.platform || r.subdir == "noarch") {
+        lock.packages.push_back(std::move(r));
+      }
     }
   }
-  dedupe(lock.packages);
   MAT_RETURN_IF_ERROR(check_hashes(lock.packages, path, "md5 or sha256 fragment",
                                    "regenerate with `conda list --explicit --md5` or conda-lock"));
   return lock;

@@ -58,12 +58,19 @@ void fill_derived(PackageRef& ref);
 Status check_hashes(const std::vector<PackageRef>& refs, const std::string& path,
                     const std::string& missing, const std::string& hint);
 
-// Drops later entries whose url repeats an earlier one (the first wins).
-void dedupe(std::vector<PackageRef>& refs);
+// Adds `platform` to lock.entry_platforms unless already there ("" is recorded as such).
+void note_platform(LockFile& lock, const std::string& platform);
+
+// The checks every format gets once its entries are selected (see lock.h, parse_lock): each
+// text field valid UTF-8, without control characters, of bounded length; and no package
+// selected twice (an identical repeat, same URL and hashes, is dropped). kInvalidInput naming
+// the file, line and field, or both lines.
+Status check_fields(const LockFile& lock);
+Status check_duplicates(LockFile& lock);
 
 // Per-format parsers. `lock_dir` is the absolute directory of the lock file. They may throw
 // YAML::Exception; parse_lock converts it at its boundary.
-Result<LockFile> parse_explicit(const std::string& content, const std::string& path,
+Result<LockFile> parse_explicit(std::string_view content, const std::string& path,
                                 const std::string& lock_dir, const LockSelection& sel);
 Result<LockFile> parse_conda_lock(const YAML::Node& root, const std::string& path,
                                   const LockSelection& sel);
@@ -71,9 +78,10 @@ Result<LockFile> parse_pixi(const YAML::Node& root, const std::string& path,
                             const std::string& lock_dir, const LockSelection& sel);
 
 // requirements.txt (lock_requirements.cc). `-r` includes are read from disk, relative to the
-// including file. Never throws.
-Result<LockFile> parse_requirements(const std::string& content, const std::string& path,
-                                    const std::string& lock_dir);
+// including file, and only where `local_files` allows (null: anywhere). Never throws.
+Result<LockFile> parse_requirements(std::string_view content, const std::string& path,
+                                    const std::string& lock_dir,
+                                    const LocalFiles* local_files = nullptr);
 // Whether every non-comment line is a pip option or starts like a requirement, and there is at
 // least one requirement or include: how detection tells requirements.txt from other text.
 bool looks_like_requirements(std::string_view content);

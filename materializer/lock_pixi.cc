@@ -261,6 +261,10 @@ Result<LockFile> parse_pixi(const YAML::Node& root, const std::string& path,
   }
   MAT_ASSIGN_OR_RETURN(YAML::Node list, select_list(env, sel, path));
   MAT_ASSIGN_OR_RETURN(PackageIndex index, index_packages(root, path));
+  if (const YAML::Node all = child(root, "packages"); is_seq(all)) {
+    lock.entries = static_cast<int64_t>(all.size());
+  }
+  lock.entry_platforms = lock.platforms;
 
   for (const YAML::Node& item : list) {
     const int line = line_of(item);
@@ -295,7 +299,6 @@ Result<LockFile> parse_pixi(const YAML::Node& root, const std::string& path,
     }
     lock.packages.push_back(std::move(ref));
   }
-  dedupe(lock.packages);
   MAT_RETURN_IF_ERROR(check_hashes(lock.packages, path, "sha256 or md5 hash",
                                    "re-lock with pixi to record hashes"));
   return lock;

@@ -18,7 +18,9 @@
 #include <cctype>
 
 #include "materializer/base/fs.h"
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
+#include "materializer/local_files.h"
 #include "materializer/lock_internal.h"
 
 namespace mat::lock_internal {
@@ -212,6 +214,7 @@ struct Reader {
   std::vector<std::string> find_links;
   bool no_index = false;
   std::vector<std::string> open_files;  // absolute paths being read, for cycles
+  const LocalFiles* local_files = nullptr;  // where includes may be read from; null: anywhere
 
   Status read(std::string_view content, const std::string& path, const std::string& dir);
   Status option_line(const Logical& l, const std::string& path, const std::string& dir);
@@ -238,6 +241,15 @@ Status Reader::include(const std::string& target, const Logical& l, const std::s
                        "-r " + redact_url(target) + ": remote requirement files are not supported");
   }
   std::string file = file_url_to_path(resolve_location(target, dir));
+  if (local_files != nullptr) {
+    // An include is a local file named by the lock: the same policy as file:// URLs, checked
+    // before anything is read (a hostile include's first line would be echoed in an error).
+    Result<std::string> allowed = local_files->check_path(file);
+    if (!allowed.ok()) {
+      return input_error(path, l.line, "-r " + printable(target) + ": " + allowed.status().message());
+    }
+    file = *allowed;
+  }
   if (std::find(open_files.begin(), open_files.end(), file) != open_files.end()) {
     return input_error(path, l.line,
                        "-r " + target + ": includes itself (cycle through " + file + ")");
@@ -560,9 +572,10 @@ bool looks_like_requirements(std::string_view content) {
   return known > 0;
 }
 
-Result<LockFile> parse_requirements(const std::string& content, const std::string& path,
-                                    const std::string& lock_dir) {
+Result<LockFile> parse_requirements(std::string_view content, const std::string& path,
+                                    const std::string& lock_dir, const LocalFiles* local_files) {
   Reader r;
+  r.local_files = local_files;
   r.open_files.push_back(file_url_to_path(resolve_location(absolute_path(path), lock_dir)));
   MAT_RETURN_IF_ERROR(r.read(content, path, lock_dir));
   LockFile lock;

@@ -755,6 +755,7 @@ Result<LockFile> parse_uv_lock(const toml::table& root, const std::string& path,
     MAT_RETURN_IF_ERROR(read_package(*t, i, path, lock_dir, p));
     pkgs.push_back(std::move(p));
   }
+  lock.entries = static_cast<int64_t>(pkgs.size());
   std::vector<bool> keep;
   MAT_RETURN_IF_ERROR(derive_markers(pkgs, manifest, forks, sel, path, keep));
   for (size_t i = 0; i < pkgs.size(); ++i) {

@@ -66,6 +66,16 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
                   "(default 500000)")
       ->check(CLI::PositiveNumber)
       ->option_text("N");
+  cmd->add_option("--max-connections-per-host", o.max_connections_per_host,
+                  "connections open at once to one server (HTTP/1.1; HTTP/2 multiplexes over "
+                  "one); 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--stall-timeout", o.stall_timeout_s,
+                  "seconds without a byte after which a download is abandoned and retried "
+                  "(resumed where the server allows); 0: never")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--offline", o.offline, "never touch the network: only the cache and file:// URLs");
   cmd->add_flag("--no-stream{false}", o.stream,
                 "extract a .conda only once its download has ended (default: the largest one "
@@ -93,6 +103,13 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
   cmd->add_option("--group", o.groups,
                   "pylock.toml / uv.lock dependency group to select (repeatable; default: "
                   "pylock's default-groups, uv's \"dev\")");
+  cmd->add_option("--allow-file-urls", o.allow_file_urls,
+                  "folder whose files file:// URLs and local paths may name (repeatable; "
+                  "default: only the lock's own folder)");
+  cmd->add_option("--max-lock-size", o.max_lock_bytes,
+                  "refuse lock files larger than this (bytes, or with a unit: 64MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("16MiB");
   cmd->add_flag("--dry-run", o.dry_run,
                 "print what would be installed (wheels chosen, cache hits) and stop");
   cmd->add_flag("-q,--quiet", quiet, "no progress output");

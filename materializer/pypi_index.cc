@@ -42,6 +42,7 @@
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/base/url.h"
+#include "materializer/local_files.h"
 #include "materializer/pypi_index_internal.h"
 
 namespace mat::pypi {
@@ -190,6 +191,8 @@ Status fetch_pages(std::vector<Page>& pages, const IndexOptions& opts) {
   fetch::Options fo;
   fo.max_parallel = std::max(1, opts.max_parallel);
   fo.max_retries = opts.max_retries;
+  fo.max_host_connections = opts.max_host_connections;
+  fo.stall_timeout_s = opts.stall_timeout_s;
   fo.ca_bundle = opts.ca_bundle;
   fo.offline = opts.offline;
   auto on_done = [&pages](fetch::FetchResult&& r) {
@@ -252,8 +255,8 @@ struct Choice {
 
 class RefResolver {
  public:
-  RefResolver(PackageRef& ref, const TargetPython& target)
-      : ref_(ref), target_(target), name_(normalize_name(ref.name)) {
+  RefResolver(PackageRef& ref, const TargetPython& target, const LocalFiles* local_files)
+      : ref_(ref), target_(target), local_files_(local_files), name_(normalize_name(ref.name)) {
     for (const std::string& h : ref.allowed_sha256) allowed_.insert(internal::ascii_lower(h));
     for (const auto* list : {&ref.wheels, &ref.sdists}) {
       for (const WheelCandidate& c : *list) {
@@ -284,6 +287,20 @@ class RefResolver {
     }
     std::string sha256;
     std::string why;
+    std::string url = f.url;
+    if (url_scheme_is_file(url)) {
+      // A local file named by a page (a file:// index, a find-links folder, or a remote page
+      // linking file://): only inside the allowed folders, and read as resolved.
+      if (!is_file_url(url)) return choice_.refuse(f.file_name, "malformed file: URL");
+      if (local_files_ != nullptr) {
+        Result<std::string> allowed = local_files_->check_url(url);
+        if (!allowed.ok()) {
+          return choice_.refuse(f.file_name, "file:// URL outside the allowed folders "
+                                             "(--allow-file-urls DIR)");
+        }
+        url = *allowed;
+      }
+    }
     if (!vouch(f, sha256, why)) return choice_.refuse(f.file_name, why);
     if (!f.requires_python.empty() && !python_fits(f.requires_python)) {
       return choice_.refuse(f.file_name, "requires-python " + f.requires_python);
@@ -293,9 +310,9 @@ class RefResolver {
     }
     int64_t size = f.size;
     if (sha256.empty()) {  // rule c: a local file without a page hash
-      if (!hash_local(f, sha256, size, why)) return choice_.refuse(f.file_name, why);
+      if (!hash_local(url, sha256, size, why)) return choice_.refuse(f.file_name, why);
     }
-    WheelCandidate c{f.url, f.file_name, sha256, size};
+    WheelCandidate c{url, f.file_name, sha256, size};
     if (wheel) {
       (f.yanked ? choice_.yanked_wheels : choice_.wheels).push_back(std::move(c));
     } else {
@@ -347,8 +364,9 @@ class RefResolver {
     return false;
   }
 
-  bool hash_local(const IndexFile& f, std::string& sha256, int64_t& size, std::string& why) const {
-    const std::string path = file_url_to_path(f.url);
+  bool hash_local(const std::string& url, std::string& sha256, int64_t& size,
+                  std::string& why) const {
+    const std::string path = file_url_to_path(url);
     Result<std::string> digest = hash_file(path, HashKind::kSha256);
     if (!digest.ok()) {
       why = "unreadable: " + digest.status().message();
@@ -425,16 +443,18 @@ class RefResolver {
 
   PackageRef& ref_;
   const TargetPython& target_;
+  const LocalFiles* local_files_;
   const std::string name_;
   std::set<std::string> allowed_;
   std::map<std::string, std::string> lock_hashes_;  // lock-listed file name -> sha256
   Choice choice_;
 };
 
-Status resolve_one(PackageRef& ref, const TargetPython& target, const PagePlan& plan) {
+Status resolve_one(PackageRef& ref, const TargetPython& target, const PagePlan& plan,
+                   const LocalFiles* local_files) {
   const std::string subject = ref.name + "==" + ref.version;
   if (ref.version.empty()) return InvalidInput(ref.name + ": no pinned version to look up");
-  RefResolver r(ref, target);
+  RefResolver r(ref, target, local_files);
   if (!r.has_allowed_hashes()) {
     return InvalidInput(subject +
                         ": the lock lists no hash for it, so no file can be verified; "
@@ -488,7 +508,7 @@ Result<std::vector<Status>> resolve_on_index(std::vector<PackageRef>& refs,
   }
 
   tbb::parallel_for(size_t{0}, refs.size(), [&](size_t i) {
-    if (refs[i].needs_index) statuses[i] = resolve_one(refs[i], target, plan);
+    if (refs[i].needs_index) statuses[i] = resolve_one(refs[i], target, plan, opts.local_files);
   });
   return statuses;
 }

@@ -21,6 +21,11 @@ struct IndexOptions {
   bool offline = false;
   int max_parallel = 50;
   int max_retries = 4;  // per page, as fetch::Options::max_retries (tests set 0)
+  int max_host_connections = 6;  // as fetch::Options
+  double stall_timeout_s = 15;   // as fetch::Options
+  // Which file:// files a page may point at (its links are refused otherwise, before they are
+  // read or hashed: a remote page must not make us read /etc/shadow); null: any.
+  const LocalFiles* local_files = nullptr;
 };
 
 // For every ref with needs_index: looks up its project page on every index (and find-links),

@@ -9,10 +9,12 @@
 #include <cctype>
 #include <cstdint>
 #include <memory>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "materializer/base/hash.h"
+#include "materializer/base/json.h"
 #include "materializer/base/url.h"
 #include "materializer/pypi.h"
 #include "materializer/pypi_index_internal.h"
@@ -219,8 +221,12 @@ Result<std::vector<IndexFile>> parse_json_files(const nlohmann::json& doc,
 }  // namespace
 
 Result<std::vector<IndexFile>> parse_simple_json(std::string_view body, std::string_view page_url) {
-  const nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Corrupt("not a PEP 691 page: invalid JSON");
+  // The size was bounded when the page was fetched (kMaxPageBytes); the depth is checked here.
+  Result<nlohmann::json> parsed =
+      parse_json(body, "not a PEP 691 page", DocLimits{std::numeric_limits<int64_t>::max()},
+                 Code::kCorrupt);
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& doc = *parsed;
   try {
     return parse_json_files(doc, page_url);
   } catch (const nlohmann::json::exception& e) {  // type checks above make this unreachable

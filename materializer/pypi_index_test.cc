@@ -15,6 +15,7 @@
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/base/url.h"
+#include "materializer/local_files.h"
 #include "materializer/pypi_index_internal.h"
 
 namespace mat::pypi {
@@ -659,6 +660,37 @@ TEST_F(PypiIndexTest, ManyPackagesResolveInOneRun) {
     EXPECT_EQ(refs[i].file_name, refs[i].name + "-1.0-py3-none-any.whl");
   }
   EXPECT_EQ(server_.total_hits(), kPackages);
+}
+
+// Issue 11, defect 11: a page may not make us read a local file outside the allowed folders,
+// not even to hash it; one inside them is read (and hashed) as before.
+TEST_F(PypiIndexTest, PageLinksToLocalFilesFollowTheFilePolicy) {
+  const Dist secret{"foo-1.0-py3-none-any.whl"};
+  write("outside/" + secret.file_name, secret.content());
+  write("inside/" + secret.file_name, secret.content());
+  const std::string outside = path_to_file_url(path_join(root_, "outside/" + secret.file_name));
+  const std::string inside = path_to_file_url(path_join(root_, "inside/" + secret.file_name));
+  server_.route("/links.html", [&](int) {
+    return Reply{200, html_page({anchor(outside, secret, "", false)}), {kHtmlType}, -1, 0};
+  });
+  Result<LocalFiles> files = LocalFiles::make(path_join(root_, "inside/lock.txt"),
+                                              {path_join(root_, "inside")});
+  ASSERT_TRUE(files.ok()) << files.status().to_string();
+  IndexOptions o = options({});
+  o.find_links = {server_.url("/links.html")};
+  o.local_files = &*files;
+  PackageRef ref = pinned("foo", "1.0", {secret.sha256()});
+  Status s = resolve(ref, o);
+  EXPECT_EQ(s.code(), Code::kNotFound) << s.to_string();
+  EXPECT_NE(s.message().find("outside the allowed folders"), std::string::npos) << s.message();
+  EXPECT_TRUE(ref.url.empty());
+  server_.route("/links.html", [&](int) {
+    return Reply{200, html_page({anchor(inside, secret, "", false)}), {kHtmlType}, -1, 0};
+  });
+  PackageRef ok = pinned("foo", "1.0", {secret.sha256()});
+  Status s2 = resolve(ok, o);
+  ASSERT_TRUE(s2.ok()) << s2.to_string();
+  EXPECT_EQ(ok.url, inside);
 }
 
 }  // namespace

@@ -190,6 +190,9 @@ Result<PypiPlan> plan_pypi(const LockFile& lock, const PypiPlanOptions& o) {
     io.ca_bundle = o.ca_bundle;
     io.offline = o.offline;
     io.max_parallel = o.max_downloads;
+    io.max_host_connections = o.max_connections_per_host;
+    io.stall_timeout_s = o.stall_timeout_s;
+    io.local_files = o.local_files;
     MAT_ASSIGN_OR_RETURN(std::vector<Status> statuses,
                          pypi::resolve_on_index(need_index, target, io));
     std::string index_failures;

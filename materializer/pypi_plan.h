@@ -37,6 +37,9 @@ struct PypiPlanOptions {
   std::string ca_bundle;
   bool offline = false;
   int max_downloads = 50;
+  int max_connections_per_host = 6;  // as InstallOptions
+  double stall_timeout_s = 15;
+  const LocalFiles* local_files = nullptr;  // file:// policy for index pages' links
 };
 
 struct PypiPlan {

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "materializer/base/json.h"
 #include "materializer/pypi.h"
 
 extern char** environ;
@@ -187,7 +188,11 @@ Result<TargetPython> probe_interpreter(const std::string& python_path) {
     if (!o.err.empty()) why += " (" + first_line(o.err) + ")";
     return not_python(why);
   }
-  nlohmann::json j = nlohmann::json::parse(o.out, nullptr, /*allow_exceptions=*/false);
+  // The probe prints ~300 bytes; 1 MiB bounds what a broken or hostile "python" can make us
+  // hold.
+  Result<nlohmann::json> parsed =
+      parse_json(o.out, "probe output", DocLimits{int64_t{1} << 20}, Code::kInvalidInput);
+  const nlohmann::json j = parsed.ok() ? std::move(parsed).value() : nlohmann::json();
   auto ver = j.is_object() ? j.find("version") : j.end();
   if (!j.is_object() || ver == j.end() || !ver->is_array() || ver->size() != 3 ||
       !(*ver)[0].is_number_unsigned() || !(*ver)[1].is_number_unsigned()) {

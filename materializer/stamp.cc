@@ -5,8 +5,10 @@
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
+#include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
+#include "materializer/base/json.h"
 #include "materializer/link.h"
 
 namespace mat {
@@ -37,11 +39,17 @@ bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
   if (path_exists(path_join(prefix, kIncompleteMarkerPath))) return false;
   auto text = read_file(path_join(prefix, kStampPath));
   if (!text.ok()) return false;
-  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  // Anyone who could write the prefix could write this file: bounded like any other input. A
+  // stamp lists a record per package (~50 bytes): 16 MiB is far beyond any environment.
+  Result<nlohmann::json> parsed =
+      parse_json(*text, kStampPath, DocLimits{int64_t{16} << 20}, Code::kCorrupt);
+  if (!parsed.ok()) return false;
+  const nlohmann::json& j = *parsed;
   if (!j.is_object() || j.value("input_hash", "") != input_hash) return false;
-  const auto& paths = j["paths"];
-  if (!paths.is_array()) return false;
-  for (const auto& p : paths) {
+  const auto paths = j.find("paths");
+  if (paths == j.end()) return false;
+  if (!paths->is_array()) return false;
+  for (const auto& p : *paths) {
     if (!p.is_string() || ::access(path_join(prefix, p.get<std::string>()).c_str(), F_OK) != 0) {
       return false;
     }
@@ -52,13 +60,13 @@ bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
 Status write_stamp(const std::string& prefix, const std::string& input_hash,
                    const std::vector<std::string>& paths) {
   nlohmann::json j = {{"version", 1}, {"input_hash", input_hash}, {"paths", paths}};
-  return write_file_atomic(path_join(prefix, kStampPath), j.dump(1) + "\n");
+  MAT_ASSIGN_OR_RETURN(Root root, Root::open(prefix, false, "the prefix"));
+  return root.write_file_atomic(kStampPath, dump_json(j, 1) + "\n", 0644, posix_fs());
 }
 
 Status remove_stamp(const std::string& prefix) {
-  std::string p = path_join(prefix, kStampPath);
-  if (::unlink(p.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(p + ": remove", errno);
-  return Status::Ok();
+  MAT_ASSIGN_OR_RETURN(Root root, Root::open(prefix, false, "the prefix"));
+  return root.remove(kStampPath);
 }
 
 }  // namespace mat

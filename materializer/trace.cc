@@ -7,6 +7,7 @@
 #include <set>
 
 #include "materializer/base/fs.h"
+#include "materializer/base/json.h"
 
 namespace mat {
 
@@ -81,7 +82,7 @@ Status Trace::write(const std::string& path) const {
                       {"args", {{"sort_index", tid}}}});
   }
   nlohmann::json doc = {{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
-  return write_file_atomic(path, doc.dump() + "\n");
+  return write_file_atomic(path, dump_json(doc) + "\n");
 }
 
 }  // namespace mat

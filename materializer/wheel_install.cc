@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "cache/wheel_record.h"
+#include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
 #include "materializer/link_internal.h"
 #include "materializer/wheel.h"
@@ -88,10 +89,9 @@ void guarded(WheelState& s, F body) {
 
 // Prefix paths an earlier install of this same *.dist-info recorded: replacing those is a
 // reinstall, not a clobber.
-std::set<std::string> previously_recorded(const std::string& prefix, const WheelPlan& plan) {
+std::set<std::string> previously_recorded(const Root& prefix, const WheelPlan& plan) {
   std::set<std::string> out;
-  Result<std::string> text =
-      read_file(path_join(prefix, plan.lib_dir + "/" + plan.dist_info + "/RECORD"));
+  Result<std::string> text = prefix.read_file(plan.lib_dir + "/" + plan.dist_info + "/RECORD");
   if (!text.ok()) return out;
   for (const cache::RecordRow& r : cache::parse_record(*text)) {
     out.insert(lexical_normal(plan.lib_dir + "/" + r.path));
@@ -100,12 +100,11 @@ std::set<std::string> previously_recorded(const std::string& prefix, const Wheel
 }
 
 // Which planned targets already exist in the prefix (before this run writes anything).
-void find_existing(const std::string& prefix, int prefix_fd, const std::string& tree,
-                   WheelState& s) {
+void find_existing(const Root& prefix, const std::string& tree, WheelState& s) {
   std::set<std::string> earlier = previously_recorded(prefix, s.plan);
   for (const FileAction& a : s.plan.files) {
     struct stat st;
-    if (fstatat(prefix_fd, a.target.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (fstatat(prefix.fd(), a.target.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (earlier.count(a.target)) continue;
     struct stat src;
     if (!a.write() && stat(path_join(tree, a.src).c_str(), &src) == 0 && src.st_ino == st.st_ino &&
@@ -116,8 +115,8 @@ void find_existing(const std::string& prefix, int prefix_fd, const std::string& 
   }
 }
 
-void plan_all(const std::vector<WheelInput>& inputs, const PlanOptions& popts,
-              const std::string& prefix, int prefix_fd, std::vector<WheelState>& states) {
+void plan_all(const std::vector<WheelInput>& inputs, const PlanOptions& popts, const Root& prefix,
+              std::vector<WheelState>& states) {
   tbb::parallel_for(size_t{0}, inputs.size(), [&](size_t i) {
     WheelState& s = states[i];
     Clock::time_point t0 = Clock::now();
@@ -129,7 +128,7 @@ void plan_all(const std::vector<WheelInput>& inputs, const PlanOptions& popts,
       s.plan = std::move(plan).value();
       s.label = s.plan.label;
       s.skip.assign(s.plan.files.size(), 0);
-      find_existing(prefix, prefix_fd, inputs[i].tree, s);
+      find_existing(prefix, inputs[i].tree, s);
     });
     s.nanos += elapsed_ns(t0);
   });
@@ -173,9 +172,10 @@ void resolve_clobbers(std::vector<WheelState>& states) {
   }
 }
 
-// Parent directories of every target, created parents-first. A failure fails the wheels that
-// needed the directory.
-void create_directories(int prefix_fd, std::vector<WheelState>& states) {
+// Parent directories of every target, created parents-first (the set's order: by depth, then
+// by path, so siblings are adjacent and share one resolved parent). A failure fails the wheels
+// that needed the directory.
+void create_directories(const OpContext& ctx, std::vector<WheelState>& states) {
   std::set<std::pair<int, std::string>> dirs;  // (depth, path)
   for (const WheelState& s : states) {
     if (s.failed) continue;
@@ -187,8 +187,9 @@ void create_directories(int prefix_fd, std::vector<WheelState>& states) {
       }
     }
   }
+  link_internal::DirCache cache(ctx);
   for (const auto& [depth, d] : dirs) {
-    Status st = link_internal::make_prefix_dir(prefix_fd, d);
+    Status st = link_internal::make_prefix_dir(ctx, cache, d);
     if (st.ok()) continue;
     for (WheelState& s : states) {
       if (s.failed) continue;
@@ -207,16 +208,27 @@ void link_all(const std::vector<WheelInput>& inputs, const OpContext& ctx,
   struct Action {
     uint32_t wheel, file;
   };
+  // Per wheel, grouped by target directory (stable: tree order within a directory), so
+  // consecutive actions share their resolved directories (see link.cc).
+  std::vector<std::vector<uint32_t>> order(states.size());
+  tbb::parallel_for(size_t{0}, states.size(), [&](size_t i) {
+    const WheelState& s = states[i];
+    if (s.failed) return;
+    for (size_t j = 0; j < s.plan.files.size(); ++j) {
+      if (!s.skip[j]) order[i].push_back(static_cast<uint32_t>(j));
+    }
+    auto dir_of = [&](uint32_t j) { return split_parent(s.plan.files[j].target).first; };
+    std::stable_sort(order[i].begin(), order[i].end(),
+                     [&](uint32_t a, uint32_t b) { return dir_of(a) < dir_of(b); });
+  });
   std::vector<Action> actions;
   for (size_t i = 0; i < states.size(); ++i) {
-    if (states[i].failed) continue;
-    for (size_t j = 0; j < states[i].plan.files.size(); ++j) {
-      if (!states[i].skip[j])
-        actions.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(j)});
-    }
+    for (uint32_t j : order[i]) actions.push_back({static_cast<uint32_t>(i), j});
   }
+  link_internal::DirCaches caches(ctx);
   tbb::parallel_for(
       tbb::blocked_range<size_t>(0, actions.size()), [&](const tbb::blocked_range<size_t>& r) {
+        link_internal::DirCache& dirs = caches.local();
         for (size_t k = r.begin(); k != r.end(); ++k) {
           WheelState& s = states[actions[k].wheel];
           if (s.failed.load(std::memory_order_relaxed)) continue;
@@ -225,13 +237,13 @@ void link_all(const std::vector<WheelInput>& inputs, const OpContext& ctx,
           guarded(s, [&] {
             Status st;
             if (a.write()) {
-              st = link_internal::write_prefix_file(ctx, a.target, a.data, a.mode);
+              st = link_internal::write_prefix_file(ctx, dirs, a.target, a.data, a.mode);
             } else {
               link_internal::PathEntry e;
               e.path = a.src;
               e.target = a.target;
               link_internal::OpOutcome out;
-              st = link_internal::link_path(ctx, inputs[actions[k].wheel].tree, e, &out);
+              st = link_internal::link_path(ctx, dirs, inputs[actions[k].wheel].tree, e, &out);
             }
             if (!st.ok()) return fail(s, st);
             s.files++;
@@ -306,13 +318,49 @@ std::string cache_tag_of(const std::string& exe, const pypi::TargetPython& targe
   return tag;
 }
 
-Status compile_all(const WheelInstallOptions& opts, std::vector<WheelState>& states,
-                   WheelSummary* summary) {
+// compileall runs with our privileges and writes <dir>/__pycache__/*.pyc for every directory
+// it walks, following a __pycache__ symlink wherever it leads (importlib's _write_atomic makes
+// the directory and renames into it). It never descends into a symlinked directory, so its
+// writes land in the real directories below site-packages: this walks exactly those and
+// refuses a __pycache__ that is anything but a real directory. Such a link can only come from
+// a package (chained through another's, it may point out of the prefix). Reads only: one
+// getdents per directory, one fstatat per __pycache__ found.
+Status check_pycache_dirs(int dir_fd, const std::string& shown, int depth) {
+  // Python's recursion limit ends compileall's walk at about this depth as well.
+  if (depth > 1000) return Status::Ok();
+  MAT_ASSIGN_OR_RETURN(std::vector<std::string> names, list_dir_at(dir_fd, shown));
+  for (const std::string& name : names) {
+    struct stat st;
+    if (fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    std::string sub = shown + "/" + name;
+    if (name == "__pycache__") {
+      if (!S_ISDIR(st.st_mode)) {
+        return Corrupt("--compile: " + sub + " is not a directory (a symlink or file from a " +
+                       "package): python would write .pyc files through it; remove it, or " +
+                       "run without --compile");
+      }
+      continue;  // compileall does not look inside
+    }
+    if (!S_ISDIR(st.st_mode)) continue;
+    UniqueFd fd(openat(dir_fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus(sub + ": open", errno);
+    MAT_RETURN_IF_ERROR(check_pycache_dirs(fd.get(), sub, depth + 1));
+  }
+  return Status::Ok();
+}
+
+Status compile_all(const WheelInstallOptions& opts, const Root& prefix,
+                   std::vector<WheelState>& states, WheelSummary* summary) {
   std::set<std::string> lib_dirs;
   for (const WheelState& s : states) {
     if (!s.failed) lib_dirs.insert(s.plan.lib_dir);
   }
   if (lib_dirs.empty()) return Status::Ok();
+  for (const std::string& d : lib_dirs) {
+    // python is handed PREFIX/<d>: it must lead to the directory the wheels were linked into.
+    MAT_ASSIGN_OR_RETURN(BeneathDir dir, prefix.dir(d));
+    MAT_RETURN_IF_ERROR(check_pycache_dirs(dir.fd.get(), d, 0));
+  }
   std::string exe = opts.target.executable;
   if (exe.empty() || access(exe.c_str(), X_OK) != 0) exe = kFallbackPython;
   if (access(exe.c_str(), X_OK) != 0) {
@@ -353,13 +401,14 @@ Status compile_all(const WheelInstallOptions& opts, std::vector<WheelState>& sta
 }
 
 void write_records(const OpContext& ctx, std::vector<WheelState>& states) {
+  link_internal::DirCache dirs(ctx);
   for (WheelState& s : states) {
     if (s.failed) continue;
     Clock::time_point t0 = Clock::now();
     guarded(s, [&] {
       std::string text = cache::format_record(installed_record_rows(s.plan, s.pyc_rows));
       std::string path = s.plan.lib_dir + "/" + s.plan.dist_info + "/RECORD";
-      Status st = link_internal::write_prefix_file(ctx, path, text, 0644);
+      Status st = link_internal::write_prefix_file(ctx, dirs, path, text, 0644);
       if (!st.ok()) return fail(s, st);
       s.files++;
     });
@@ -379,9 +428,13 @@ Result<WheelSummary> install_wheels(const std::vector<WheelInput>& inputs,
   if (opts.target.version.empty()) {
     return InvalidInput("installing wheels needs the target Python version (X.Y)");
   }
-  MAT_RETURN_IF_ERROR(make_dirs(opts.prefix));
-  UniqueFd prefix_fd(open(opts.prefix.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!prefix_fd.valid()) return ErrnoStatus(opts.prefix + ": open", errno);
+  MAT_ASSIGN_OR_RETURN(Root prefix, Root::open(opts.prefix, true, "the prefix"));
+  // conda-meta/ (made by the driver before the conda packages) is never a wheel's to write.
+  struct stat meta_st {};
+  if (Result<BeneathDir> meta = prefix.dir("conda-meta"); meta.ok()) {
+    if (fstat(meta->fd.get(), &meta_st) != 0)
+      return ErrnoStatus(opts.prefix + "/conda-meta", errno);
+  }
 
   PlanOptions popts;
   popts.python_version = opts.target.version;
@@ -389,31 +442,32 @@ Result<WheelSummary> install_wheels(const std::vector<WheelInput>& inputs,
                          ? opts.target.executable
                          : path_join(opts.prefix, "bin/python" + opts.target.version);
   std::vector<WheelState> states(inputs.size());
-  plan_all(inputs, popts, opts.prefix, prefix_fd.get(), states);  // 1. plan (parallel)
+  plan_all(inputs, popts, prefix, states);                        // 1. plan (parallel)
   resolve_clobbers(states);                                       // 2. clobber (serial)
 
   WheelSummary summary;
   summary.mode_used = opts.mode;
   if (opts.mode == LinkMode::kAuto) {
-    std::string fallback;
-    for (size_t i = 0; i < inputs.size() && fallback.empty(); ++i) {
-      if (!states[i].failed)
-        fallback = path_join(inputs[i].tree, states[i].plan.dist_info + "/RECORD");
+    std::pair<std::string, std::string> fallback;
+    for (size_t i = 0; i < inputs.size() && fallback.first.empty(); ++i) {
+      if (!states[i].failed) fallback = {inputs[i].tree, states[i].plan.dist_info + "/RECORD"};
     }
     std::string probe_dir = opts.cache_root.empty() ? "" : path_join(opts.cache_root, "v1/tmp");
-    summary.mode_used = link_internal::probe_link_mode(probe_dir, fallback, prefix_fd.get());
+    summary.mode_used = link_internal::probe_link_mode(probe_dir, fallback, prefix.fd());
   }
   OpContext ctx;
-  ctx.prefix_fd = prefix_fd.get();
+  ctx.prefix_fd = prefix.fd();
   ctx.prefix = opts.prefix;
   ctx.mode = summary.mode_used;
   ctx.forced = opts.mode != LinkMode::kAuto;
   ctx.fs = opts.fs ? opts.fs : &posix_fs();
+  ctx.meta_dev = meta_st.st_dev;
+  ctx.meta_ino = meta_st.st_ino;
 
-  create_directories(prefix_fd.get(), states);  // 3a. directories (serial, parents first)
+  create_directories(ctx, states);              // 3a. directories (serial, parents first)
   link_all(inputs, ctx, states);                // 3b. files (parallel over all files)
   if (opts.compile) {                           // 4. compileall (one process, -j workers)
-    MAT_RETURN_IF_ERROR(compile_all(opts, states, &summary));
+    MAT_RETURN_IF_ERROR(compile_all(opts, prefix, states, &summary));
   }
   write_records(ctx, states);  // 5. RECORD (serial, input order)
 

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "materializer/base/fs.h"
+#include "materializer/base/path_name.h"
+#include "materializer/link_internal.h"
 #include "materializer/wheel_internal.h"
 
 namespace mat::wheel_internal {
@@ -188,10 +190,13 @@ Result<WheelPlan> plan_wheel(const WheelInput& in, const PlanOptions& opts) {
   MAT_ASSIGN_OR_RETURN(std::vector<std::string> files, list_tree_files(in.tree));
   MAT_ASSIGN_OR_RETURN(plan.dist_info, find_dist_info(files, plan.label));
   MAT_RETURN_IF_ERROR(check_metadata(in.tree, plan.dist_info, plan.label, fn));
+  MAT_RETURN_IF_ERROR(check_path_component(plan.dist_info, plan.label + ": *.dist-info directory"));
 
-  // pip's headers directory uses the requirement name: the file name's, '_' read as '-'.
+  // pip's headers directory uses the requirement name: the file name's, '_' read as '-'. The
+  // file name comes from the lock or a server: it becomes include/pythonX.Y/<name>/.
   std::string dist_name = fn ? fn->name : plan.dist_info.substr(0, plan.dist_info.find('-'));
   std::replace(dist_name.begin(), dist_name.end(), '_', '-');
+  MAT_RETURN_IF_ERROR(check_path_component(dist_name, plan.label + ": wheel name"));
   Scheme scheme = prefix_scheme(opts.python_version, dist_name);
   plan.lib_dir = scheme.purelib;  // Root-Is-Purelib true or false: same directory here
 
@@ -241,18 +246,35 @@ Result<WheelPlan> plan_wheel(const WheelInput& in, const PlanOptions& opts) {
   }
 
   plan.generated_begin = plan.files.size();
-  auto add_script = [&](const EntryPoint& ep) {
+  // A script name becomes bin/<name>: "../../x", "/tmp/x" or "a/b" must not (pip writes them
+  // wherever they lead).
+  auto add_script = [&](const EntryPoint& ep, const char* group) -> Status {
+    MAT_RETURN_IF_ERROR(check_path_component(
+        ep.name, plan.label + ": " + di + "entry_points.txt: " + group + " name"));
     plan.files.push_back(FileAction{.target = path_join(scheme.scripts, ep.name),
                                     .data = launcher_script(opts.executable, ep),
                                     .mode = 0755});
+    return Status::Ok();
   };
-  for (const EntryPoint& ep : console_script_specs(eps.console, opts.python_version))
-    add_script(ep);
-  for (const EntryPoint& ep : eps.gui) add_script(ep);
+  for (const EntryPoint& ep : console_script_specs(eps.console, opts.python_version)) {
+    MAT_RETURN_IF_ERROR(add_script(ep, "console_scripts"));
+  }
+  for (const EntryPoint& ep : eps.gui) MAT_RETURN_IF_ERROR(add_script(ep, "gui_scripts"));
   plan.files.push_back(
       FileAction{.target = path_join(scheme.purelib, di + "INSTALLER"), .data = kInstaller});
   if (in.ref != nullptr && in.ref->requested) {
     plan.files.push_back(FileAction{.target = path_join(scheme.purelib, di + "REQUESTED")});
+  }
+  // Every target, in one place: a plain relative path (the python version and the names above
+  // are in it), and never conda-meta/ (a .data/data member "conda-meta/history" would land
+  // there).
+  for (const FileAction& a : plan.files) {
+    MAT_RETURN_IF_ERROR(check_relative_path(a.target, plan.label + ": target path"));
+    if (link_internal::in_conda_meta(a.target)) {
+      return Corrupt(plan.label + ": " + (a.src.empty() ? a.target : a.src) + " would be " +
+                     "installed as " + a.target + ", inside conda-meta/, which only the " +
+                     "installer writes; the wheel is malformed: remove it from the lock");
+    }
   }
   return plan;
 }

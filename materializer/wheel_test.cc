@@ -1,7 +1,6 @@
 // install_wheels on hand-built wheel trees (the layout cache/ extracts a .whl into), plus the
 // text kernels against pip 23 / distlib output captured by hand.
 #include "materializer/wheel.h"
-#include "tests/corpus.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include <algorithm>
 #include <clocale>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -19,6 +19,7 @@
 #include "materializer/base/fs.h"
 #include "materializer/base/hash.h"
 #include "materializer/wheel_internal.h"
+#include "tests/corpus.h"
 
 namespace mat {
 namespace {
@@ -299,6 +300,82 @@ TEST_F(WheelInstallTest, EntryPointWithoutCallableIsCorrupt) {
       << s.results[0].status.message();
 }
 
+// Issue 11: a console_scripts / gui_scripts name becomes bin/<name>. pip writes "../../x"
+// wherever it leads; here anything but one file name fails the wheel before it is installed.
+TEST_F(WheelInstallTest, Issue11ScriptNamesMustBeOneFileName) {
+  ASSERT_TRUE(make_dirs(root_ + "/canary").ok());
+  const std::pair<std::string, std::string> cases[] = {
+      {"console_scripts", "../../canary/x"},
+      {"console_scripts", "/tmp/mat-issue11-x"},
+      {"console_scripts", "a/b"},
+      {"gui_scripts", "../escape"},
+      {"console_scripts", ".."},
+      {"gui_scripts", "x\x1b[0m"},
+  };
+  int n = 0;
+  for (const auto& [group, name] : cases) {
+    std::string dist = "evil" + std::to_string(n++);
+    WheelTree t = tree(dist, "1.0");
+    t.file(dist + "/__init__.py", "def main(): pass\n");
+    t.file(dist + "-1.0.dist-info/entry_points.txt",
+           "[" + group + "]\n" + name + " = " + dist + ":main\n");
+    WheelSummary s = install({{&ref(dist + "-1.0-py3-none-any.whl"), t.finish()}});
+    ASSERT_EQ(s.results.size(), 1u);
+    const Status& st = s.results[0].status;
+    EXPECT_EQ(st.code(), Code::kCorrupt) << group << " " << name << ": " << st.to_string();
+    EXPECT_NE(st.message().find(group + " name"), std::string::npos) << st.message();
+    EXPECT_FALSE(path_exists(p(kSp + "/" + dist)));  // refused before anything is linked
+  }
+  EXPECT_FALSE(path_exists(root_ + "/canary/x"));
+  EXPECT_FALSE(path_exists("/tmp/mat-issue11-x"));
+  EXPECT_FALSE(path_exists(root_ + "/escape"));
+  EXPECT_FALSE(path_exists(p("bin/a")));
+  EXPECT_FALSE(path_exists(p("escape")));
+}
+
+TEST_F(WheelInstallTest, DataSchemeIntoCondaMetaIsRefused) {
+  // NAME.data/data/ lands in the prefix root: conda-meta/ there is the installer's alone.
+  for (std::string member : {"conda-meta/history", "conda-meta/numpy-1-0.json"}) {
+    WheelTree t = tree("meta", "1.0");
+    t.file("meta/__init__.py", "");
+    t.file("meta-1.0.data/data/" + member, "forged\n");
+    WheelSummary s = install({{&ref("meta-1.0-py3-none-any.whl"), t.finish()}});
+    const Status& st = s.results[0].status;
+    EXPECT_EQ(st.code(), Code::kCorrupt) << st.to_string();
+    EXPECT_NE(st.message().find("inside conda-meta/"), std::string::npos) << st.message();
+    EXPECT_FALSE(path_exists(p("conda-meta/history")));
+    EXPECT_FALSE(path_exists(p(kSp + "/meta")));
+  }
+}
+
+TEST_F(WheelInstallTest, LockNameThatWouldEscapeTheHeadersDirIsRefused) {
+  // Without a parseable file name the lock's name names include/pythonX.Y/<name>/.
+  WheelTree t = tree("x", "1.0");
+  t.file("x-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: ../../x\nVersion: 1.0\n\n");
+  t.file("x-1.0.data/headers/x.h", "#define X 1\n");
+  PackageRef& r = ref("");
+  r.name = "../../x";
+  r.version = "1.0";
+  WheelSummary s = install({{&r, t.finish()}});
+  EXPECT_EQ(s.results[0].status.code(), Code::kCorrupt) << s.results[0].status.to_string();
+  EXPECT_FALSE(path_exists(p("x.h")));
+  EXPECT_FALSE(path_exists(p("include")));
+}
+
+TEST_F(WheelInstallTest, ParentSymlinkOutOfThePrefixIsNotFollowed) {
+  // A conda package (or anything before) left site-packages/pkg -> ../../../.. ; a wheel's
+  // pkg/ files must not follow it out of the prefix.
+  ASSERT_TRUE(make_dirs(p(kSp)).ok());
+  ASSERT_EQ(symlink("../../../..", p(kSp + "/demo").c_str()), 0);
+  WheelTree t = tree("demo", "1.0");
+  t.file("demo/__init__.py", "VALUE = 1\n");
+  WheelSummary s = install({{&ref("demo-1.0-py3-none-any.whl"), t.finish()}});
+  EXPECT_EQ(s.results[0].status.code(), Code::kCorrupt) << s.results[0].status.to_string();
+  EXPECT_NE(s.results[0].status.message().find("resolves outside the prefix"), std::string::npos)
+      << s.results[0].status.message();
+  EXPECT_FALSE(path_exists(root_ + "/__init__.py"));
+}
+
 TEST_F(WheelInstallTest, PipEntryPointsAreVersioned) {
   std::vector<EntryPoint> in = {{"pip", "pip._internal.cli.main", "main"},
                                 {"pip3", "pip._internal.cli.main", "main"},
@@ -447,6 +524,25 @@ TEST_F(WheelInstallTest, CompileWritesPycsAndRecordsThem) {
   }
   EXPECT_EQ(pycs, 1);
   EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end()));
+}
+
+TEST_F(WheelInstallTest, CompileRefusesAPycacheSymlinkOutOfThePrefix) {
+  // compileall would write demo/__pycache__/__init__.cpython-311.pyc through the link.
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  opts_.target.executable = "/nonexistent/python3.11";
+  opts_.compile = true;
+  ASSERT_TRUE(make_dirs(root_ + "/canary").ok());
+  ASSERT_TRUE(make_dirs(p(kSp + "/demo")).ok());
+  ASSERT_EQ(symlink((root_ + "/canary").c_str(), p(kSp + "/demo/__pycache__").c_str()), 0);
+  WheelTree t = tree("demo", "1.0");
+  t.file("demo/__init__.py", "X = 1\n");
+  Result<WheelSummary> r = install_wheels({{&ref("demo-1.0-py3-none-any.whl"), t.finish()}}, opts_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  EXPECT_NE(r.status().message().find(kSp + "/demo/__pycache__ is not a directory"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_TRUE(std::filesystem::is_empty(root_ + "/canary"));
 }
 
 TEST_F(WheelInstallTest, CompileWithoutAnyInterpreterIsRunWide) {

@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git
   libtbb-dev libcurl4-openssl-dev libzstd-dev libarchive-dev libxxhash-dev libbz2-dev libssl-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libtomlplusplus-dev libxml2-dev libsimdjson-dev libzip-dev libisal-dev
+  libtomlplusplus-dev libxml2-dev libsimdjson-dev libzip-dev libisal-dev zlib1g-dev
   python3 python3-yaml python3-zstandard python3-pip python3-installer python3-wheel
   zstd bzip2 unzip xxhash openssl nginx-light curl time
 )

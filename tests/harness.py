@@ -14,6 +14,10 @@ source tree.
         cp = harness.run_materializer(harness.BINARY, ["install", lock, "--prefix", p])
         diffs = harness.check_prefix(p, fx.expected("conda-lock.yml"))
 
+Faults: `harness.FaultServer(root)` (tests/fault_server.py) serves a directory with per-path
+fault scripts (5xx/429, resets, short bodies, stalls, slow or wrong bytes, HTML pages,
+redirects, ranges, a small backlog) and logs every request.
+
 Wheels (scripts/gen_wheels.py): `harness.wheel_fixtures()` / `WheelTestCase` (assertWheelPrefix,
 assertImportsAndScripts, assertWheelCache), the pip oracle `pip_install_prefix` / `pip_list` /
 `pip_check` (see the note on Debian's --prefix layout there), and HttpServer's PEP 691 content
@@ -41,6 +45,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("MAT_SOURCE_DIR") or os.path.dirname(HERE)
 BINARY = os.environ.get("MAT_BINARY", "")
 SKIP_EXIT = 77
+
+sys.path.insert(0, HERE)
+import fault_server  # noqa: E402  (tests/fault_server.py)
+FaultServer = fault_server.FaultServer  # per-path fault scripts; see tests/fault_server.py
 
 _spec = importlib.util.spec_from_file_location(
     "gen_fixtures", os.path.join(SOURCE_DIR, "scripts", "gen_fixtures.py"))
@@ -333,10 +341,12 @@ class Nginx:
     when nginx or openssl is missing.
     """
 
-    def __init__(self, root, limit_rate=None):
+    def __init__(self, root, limit_rate=None, extra_conf=""):
         self.root = os.path.abspath(root)
         # nginx's limit_rate (e.g. "20m": bytes/s per response), to stand in for a remote server
         self.limit_rate = limit_rate
+        # directives added to the server block (e.g. `location = /x { return 302 ...; }`)
+        self.extra_conf = extra_conf
         self.nginx = shutil.which("nginx") or ("/usr/sbin/nginx"
                                                if os.access("/usr/sbin/nginx", os.X_OK) else None)
         if not self.nginx:
@@ -405,6 +415,7 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         root {self.root};
         location / {{ autoindex off; }}
+        {self.extra_conf}
     }}
 }}
 """

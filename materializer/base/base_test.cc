@@ -78,6 +78,53 @@ TEST(Url, RedactsCredentials) {
   EXPECT_EQ(redact_url("https://h/a@b/x"), "https://h/a@b/x");
 }
 
+// Each case is one way a redaction has failed, or could: the secret must not survive in any
+// part, and the rest of the URL must (a redaction that eats the host is no use in a message).
+TEST(Url, RedactsEveryPartOfTheUserinfo) {
+  // A raw '@' in the password: everything up to the last '@' is userinfo (taking the first
+  // printed "ss@host").
+  EXPECT_EQ(redact_url("https://user:p@ss@host.org/c/x.conda"), "https://***@host.org/c/x.conda");
+  EXPECT_EQ(redact_url("https://t@k@n@host.org/x"), "https://***@host.org/x");
+  EXPECT_EQ(redact_url("https://user:pa:ss:wd@host.org:8443/x"), "https://***@host.org:8443/x");
+  EXPECT_EQ(redact_url("https://user:p%40ss%3Aw@host.org/x"), "https://***@host.org/x");
+  EXPECT_EQ(redact_url("https://user%40corp:pw@host.org/x"), "https://***@host.org/x");
+  // One character is still a secret.
+  EXPECT_EQ(redact_url("https://u:p@h/x"), "https://***@h/x");
+  EXPECT_EQ(redact_url("https://t@h/x"), "https://***@h/x");
+  EXPECT_EQ(redact_url("http://a:b@127.0.0.1:8000"), "http://***@127.0.0.1:8000");
+  EXPECT_EQ(redact_url("HTTPS://user:pw@HOST/x"), "HTTPS://***@HOST/x");
+  // '@' after the authority is not userinfo.
+  EXPECT_EQ(redact_url("https://h/x?a=b@c"), "https://h/x?a=b@c");
+  EXPECT_EQ(redact_url("https://h#a@b"), "https://h#a@b");
+  EXPECT_EQ(redact_url("https://u:p@h/a@b/x"), "https://***@h/a@b/x");
+}
+
+TEST(Url, RedactsCondaTokens) {
+  EXPECT_EQ(redact_url("https://h/t/x/conda-forge/linux-64/a.conda"),
+            "https://h/t/***/conda-forge/linux-64/a.conda");
+  EXPECT_EQ(redact_url("https://h/t/tk-1.2_3/c"), "https://h/t/***/c");
+  EXPECT_EQ(redact_url("https://h/t/tk"), "https://h/t/***");
+  EXPECT_EQ(redact_url("https://h/t/tk?x=1"), "https://h/t/***?x=1");
+  EXPECT_EQ(redact_url("https://u:p@h/t/tk/c/x.conda"), "https://***@h/t/***/c/x.conda");
+  EXPECT_EQ(redact_url("https://h/get/x.conda"), "https://h/get/x.conda");
+}
+
+TEST(Url, RedactsSecretQueryParameters) {
+  EXPECT_EQ(redact_url("https://h/x?token=a"), "https://h/x?token=***");
+  EXPECT_EQ(redact_url("https://h/x?a=1&Token=abc&b=2"), "https://h/x?a=1&Token=***&b=2");
+  EXPECT_EQ(redact_url("https://h/x?access_token=abc#frag"), "https://h/x?access_token=***#frag");
+  EXPECT_EQ(redact_url("https://b.s3.amazonaws.com/x.conda?X-Amz-Credential=AK%2F1&"
+                       "X-Amz-Signature=f00&X-Amz-Security-Token=tt"),
+            "https://b.s3.amazonaws.com/x.conda?X-Amz-Credential=***&X-Amz-Signature=***&"
+            "X-Amz-Security-Token=***");
+  EXPECT_EQ(redact_url("https://h/x?sig=s&api_key=k&X-Goog-Signature=g"),
+            "https://h/x?sig=***&api_key=***&X-Goog-Signature=***");
+  EXPECT_EQ(redact_url("https://h/x?key=k1&key=k2"), "https://h/x?key=***&key=***");
+  // Not secrets: other names, names that merely contain a secret's name, empty values.
+  EXPECT_EQ(redact_url("https://h/x?monkey=1&tokens=2"), "https://h/x?monkey=1&tokens=2");
+  EXPECT_EQ(redact_url("https://h/x?token=&token"), "https://h/x?token=&token");
+}
+
 TEST(Url, Pieces) {
   EXPECT_EQ(url_file_name("https://h/c/linux-64/z-1-0.conda#abc"), "z-1-0.conda");
   EXPECT_EQ(url_strip_fragment("https://h/z.conda#sha256:ab"), "https://h/z.conda");

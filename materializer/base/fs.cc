@@ -45,6 +45,14 @@ Status Fs::rename(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+Status Fs::rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                     const std::string& what) {
+  if (::renameat(from_dir, from.c_str(), to_dir, to.c_str()) != 0) {
+    return ErrnoStatus("rename " + from + " -> " + what, errno);
+  }
+  return Status::Ok();
+}
+
 Fs& posix_fs() {
   static Fs fs;  // stateless
   return fs;
@@ -64,6 +72,12 @@ Status FaultFs::fsync(int fd, const std::string& what) {
   }
   if (fail_fsyncs_) return ErrnoStatus("fsync " + what, EIO);
   return base_.fsync(fd, what);
+}
+
+Status FaultFs::rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                          const std::string& what) {
+  if (fail_renames_) return ErrnoStatus("rename " + from + " -> " + what, EIO);
+  return base_.rename_at(from_dir, from, to_dir, to, what);
 }
 
 std::vector<std::string> FaultFs::fsynced() const {
@@ -255,10 +269,37 @@ std::string random_token() {
   return out;
 }
 
+// Opens (creating) a lock file. Never through a symlink: one planted at the name would have us
+// create or open its target (as root). Only a regular file owned by the caller or root: another
+// owner could hold the lock for ever. Private (0600): flock needs only a read-only fd, so with
+// 0644 any user could hold the lock; an older version's 0644 file is narrowed once.
+static Result<UniqueFd> open_lock_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    if (errno == ELOOP) {
+      return IoError("lock " + path + ": is a symbolic link, which a lock file never is: " +
+                     "remove it (`rm " + path + "`) and rerun");
+    }
+    return ErrnoStatus("open lock " + path, errno);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat lock " + path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    return IoError("lock " + path + ": not a regular file: remove it (`rm " + path +
+                   "`) and rerun");
+  }
+  const uid_t euid = ::geteuid();
+  if (st.st_uid != euid && st.st_uid != 0) {
+    return IoError("lock " + path + ": owned by uid " + std::to_string(st.st_uid) +
+                   ", who could hold it for ever: remove it (`rm " + path + "`) and rerun");
+  }
+  if ((st.st_mode & 077) != 0 && st.st_uid == euid) ::fchmod(fd.get(), 0600);
+  return fd;
+}
+
 Result<FileLock> FileLock::acquire(const std::string& path) {
   FileLock lock;
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus("open lock " + path, errno);
+  MAT_ASSIGN_OR_RETURN(UniqueFd fd, open_lock_file(path));
   while (::flock(fd.get(), LOCK_EX) != 0) {
     if (errno != EINTR) return ErrnoStatus("lock " + path, errno);
   }
@@ -268,8 +309,7 @@ Result<FileLock> FileLock::acquire(const std::string& path) {
 
 Result<FileLock> FileLock::try_acquire(const std::string& path) {
   FileLock lock;
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus("open lock " + path, errno);
+  MAT_ASSIGN_OR_RETURN(UniqueFd fd, open_lock_file(path));
   while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EINTR) continue;
     if (errno == EWOULDBLOCK) return lock;  // not held

@@ -56,6 +56,10 @@ class Fs {
   virtual Status fsync(int fd, const std::string& what);
   // rename(2); atomically replaces `to`.
   virtual Status rename(const std::string& from, const std::string& to);
+  // renameat(2) of one entry to another (names relative to the directory fds); errors name
+  // `what`.
+  virtual Status rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                           const std::string& what);
 };
 
 // The process-wide real file system (stateless, so sharing it is not a singleton of state).
@@ -78,6 +82,8 @@ class FaultFs : public Fs {
   Status write_all(int fd, const void* data, size_t len, const std::string& what) override;
   Status fsync(int fd, const std::string& what) override;
   Status rename(const std::string& from, const std::string& to) override;
+  Status rename_at(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                   const std::string& what) override;
 
  private:
   Fs& base_;
@@ -114,7 +120,9 @@ std::string absolute_path(const std::string& path);
 // A random hex token for temp names (e.g. ".tmp-<pid>-<token>").
 std::string random_token();
 
-// Exclusive advisory lock (flock) on `path`, created if missing. Released on destruction.
+// Exclusive advisory lock (flock) on `path`, created if missing (mode 0600). Released on
+// destruction. The file is never opened through a symlink, and must be a regular file owned by
+// the effective uid or root (kIo otherwise, naming the path and the fix).
 class FileLock {
  public:
   FileLock() = default;

@@ -1,5 +1,6 @@
 #include "materializer/base/url.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <string>
@@ -17,53 +18,66 @@ static bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+static bool is_secret_parameter(std::string_view name) {
+  // S3, GCS and Azure signed URLs, API keys, plain tokens.
+  static const std::array<std::string_view, 14> kSecret = {
+      "token",           "access_token",         "password",         "key",
+      "signature",       "sig",                  "x-amz-signature",  "x-amz-credential",
+      "x-amz-security-token", "x-goog-signature", "x-goog-credential", "api_key",
+      "apikey",          "secret"};
+  for (std::string_view s : kSecret) {
+    if (iequals(name, s)) return true;
+  }
+  return false;
+}
+
 std::string redact_url(std::string_view url) {
   std::string out(url);
-  // userinfo: scheme://user:pass@host -> scheme://***@host
-  size_t scheme = out.find("://");
-  if (scheme != std::string::npos) {
-    size_t auth_start = scheme + 3;
+  constexpr size_t npos = std::string::npos;
+  // The authority runs from "scheme://" to the first '/', '?' or '#'; its userinfo ends at the
+  // LAST '@' in it: a password may hold a raw '@' (curl would not parse that URL, yet it must
+  // not be printed half-hidden).
+  size_t path_start = 0;
+  if (const size_t scheme = out.find("://"); scheme != npos) {
+    const size_t auth_start = scheme + 3;
     size_t auth_end = out.find_first_of("/?#", auth_start);
-    if (auth_end == std::string::npos) auth_end = out.size();
-    size_t at = out.rfind('@', auth_end);
-    if (at != std::string::npos && at >= auth_start) {
+    if (auth_end == npos) auth_end = out.size();
+    const size_t at = out.rfind('@', auth_end);
+    if (at != npos && at >= auth_start) {
       out.replace(auth_start, at - auth_start, "***");
+      auth_end = auth_end - (at - auth_start) + 3;
     }
+    path_start = auth_end;
   }
-  // conda tokens: /t/<token>/
-  size_t t = out.find("/t/");
-  if (t != std::string::npos) {
-    size_t end = out.find('/', t + 3);
-    if (end != std::string::npos && end > t + 3) out.replace(t + 3, end - (t + 3), "***");
+  // A conda token: the path segment after "/t/".
+  const size_t path_end = std::min(out.find_first_of("?#", path_start), out.size());
+  if (const size_t t = out.find("/t/", path_start); t != npos && t < path_end) {
+    const size_t end = std::min(out.find('/', t + 3), path_end);
+    if (end > t + 3) out.replace(t + 3, end - (t + 3), "***");
   }
-  // secret-looking query parameters
-  static const std::array<std::string_view, 8> kSecret = {
-      "token", "access_token", "password", "key", "signature", "sig", "x-amz-signature",
-      "x-amz-credential"};
-  size_t q = out.find('?');
-  if (q != std::string::npos) {
-    size_t frag = out.find('#', q);
-    size_t end_all = frag == std::string::npos ? out.size() : frag;
-    size_t i = q + 1;
-    while (i < end_all) {
-      size_t amp = out.find('&', i);
-      if (amp == std::string::npos || amp > end_all) amp = end_all;
-      size_t eq = out.find('=', i);
-      if (eq != std::string::npos && eq < amp) {
-        std::string_view name(out.data() + i, eq - i);
-        bool secret = false;
-        for (auto s : kSecret) secret = secret || iequals(name, s);
-        if (secret && amp > eq + 1) {
-          out.replace(eq + 1, amp - eq - 1, "***");
-          size_t delta = (amp - eq - 1) - 3;
-          amp -= delta;
-          end_all -= delta;
-        }
-      }
-      i = amp + 1;
+  // Secret-looking query parameters: their values.
+  const size_t q = out.find_first_of("?#", path_start);
+  if (q == npos || out[q] == '#') return out;
+  const size_t frag = out.find('#', q);
+  const std::string_view query =
+      std::string_view(out).substr(q + 1, (frag == npos ? out.size() : frag) - q - 1);
+  std::string redacted = out.substr(0, q + 1);
+  for (size_t i = 0;;) {
+    const size_t amp = query.find('&', i);
+    const std::string_view param = query.substr(i, amp == npos ? npos : amp - i);
+    const size_t eq = param.find('=');
+    if (eq != npos && eq + 1 < param.size() && is_secret_parameter(param.substr(0, eq))) {
+      redacted += param.substr(0, eq + 1);
+      redacted += "***";
+    } else {
+      redacted += param;
     }
+    if (amp == npos) break;
+    redacted += '&';
+    i = amp + 1;
   }
-  return out;
+  if (frag != npos) redacted += out.substr(frag);
+  return redacted;
 }
 
 std::string url_strip_fragment(std::string_view url) {
@@ -80,6 +94,14 @@ std::string url_file_name(std::string_view url) {
 }
 
 bool is_file_url(std::string_view url) { return url.substr(0, 7) == "file://"; }
+
+bool url_scheme_is_file(std::string_view url) {
+  if (url.size() < 5 || url[4] != ':') return false;
+  for (size_t i = 0; i < 4; ++i) {
+    if (std::tolower(static_cast<unsigned char>(url[i])) != "file"[i]) return false;
+  }
+  return true;
+}
 
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';

@@ -8,8 +8,10 @@
 namespace mat {
 
 // Removes credentials from a URL for display: "https://user:pw@host/x" ->
-// "https://***@host/x"; conda-style tokens "/t/<token>/" -> "/t/***/"; query parameters named
-// token, access_token, password, key, signature, sig -> "***". Other URLs are returned as is.
+// "https://***@host/x" (everything up to the LAST '@' before the path: a raw '@' or ':' in a
+// password is hidden too); conda-style tokens "/t/<token>/" -> "/t/***/"; the values of query
+// parameters named token, access_token, password, key, signature, sig, api_key, apikey, secret
+// and the S3/GCS signature ones -> "***" (names case-insensitive). Other URLs are returned as is.
 std::string redact_url(std::string_view url);
 
 // Last path component of a URL, without query or fragment ("zlib-1.3-h1.conda").
@@ -20,6 +22,9 @@ std::string url_strip_fragment(std::string_view url);
 
 // True for "file://..." URLs.
 bool is_file_url(std::string_view url);
+// True for any URL whose scheme is "file", in any case and form ("FILE:///x", "file:/x"):
+// libcurl reads them all. Only the "file://" form is accepted for reading (is_file_url).
+bool url_scheme_is_file(std::string_view url);
 
 // Converts "file:///a/b%20c" to "/a/b c"; returns "" if not a local file URL.
 std::string file_url_to_path(std::string_view url);

@@ -152,15 +152,13 @@ class BadWheelsTest(harness.WheelTestCase):
         self.srv.reset_counts()
         prefix = self.path("env")
         cp = self.install(lock, prefix, self.path("cache"), "--python-version", "3.11")
-        self.assertExit(cp, 0)
+        # Nothing to install is never "environment ready" (issue 11, defect 12): exit 2, the
+        # prefix untouched, the skipped packages named.
+        self.assertExit(cp, 2)
         self.assertEqual(self.srv.count("/files/"), 0)
-        if os.path.isdir(prefix):
-            files = harness.installed_files(prefix, pycache=True)
-            self.assertEqual(sorted(files), [], "something was installed")
-            self.assertFalse(os.path.exists(os.path.join(prefix, "conda-meta",
-                                                         ".materializer-incomplete")),
-                             "a successful run left the prefix marked incomplete")
-        self.assertRegex((cp.stdout + cp.stderr).lower(), r"winonly|nothing")
+        self.assertPrefixUntouched(prefix)
+        self.assertIn("nothing to install", cp.stderr)
+        self.assertRegex((cp.stdout + cp.stderr).lower(), r"winonly")
 
     def test_no_target_interpreter(self):
         # pylock only, no conda python in the prefix, no --python / --python-version.

@@ -12,7 +12,9 @@ class CacheCommandsTest(harness.MaterializerTestCase):
 
     def populate(self, cache):
         lock = os.path.join(self.fx.root, "locks", "file", "conda-lock.yml")
-        cp = self.mat("prewarm", lock, "--cache-dir", cache)
+        # locks/file/ names the sibling channel/: allowed explicitly (the lock's own folder is
+        # the only default).
+        cp = self.mat("prewarm", lock, "--cache-dir", cache, "--allow-file-urls", self.fx.channel)
         self.assertExit(cp, 0)
         return self.fx.expected("conda-lock.yml")
 
@@ -80,8 +82,8 @@ class CacheCommandsTest(harness.MaterializerTestCase):
     def test_cache_dir_from_environment(self):
         cache = self.path("envcache")
         lock = os.path.join(self.fx.root, "locks", "file", "explicit.txt")
-        cp = self.mat("install", lock, "--prefix", self.path("env"),
-                      env={"MATERIALIZER_CACHE_DIR": cache})
+        cp = self.mat("install", lock, "--prefix", self.path("env"), "--allow-file-urls",
+                      self.fx.channel, env={"MATERIALIZER_CACHE_DIR": cache})
         self.assertExit(cp, 0)
         self.assertEqual(len(harness.cache_archives(cache)), len(self.fx.manifest["packages"]))
         cp = self.mat("cache", "verify", env={"MATERIALIZER_CACHE_DIR": cache})
@@ -94,7 +96,7 @@ class CacheCommandsTest(harness.MaterializerTestCase):
         lock = os.path.join(self.fx.root, "locks", "file", "conda-lock.yml")
         cp = self.mat("cache", "clean", "--cache-dir", cache)
         self.assertExit(cp, 0)
-        cp = self.install(lock, self.path("env"), cache)
+        cp = self.install(lock, self.path("env"), cache, "--allow-file-urls", self.fx.channel)
         self.assertExit(cp, 0)
         self.assertPrefixMatches(self.path("env"), "conda-lock.yml")
 

@@ -30,7 +30,9 @@ for legacy packages): the path exists where conda puts it (noarch python: site-p
 lib/python3.10/site-packages/, python-scripts/ -> bin/); symlinks carry the archive's target;
 files without a placeholder are byte-identical to the archive member; files with one equal the
 oracle's replacement for this prefix (text or binary as declared) and are not hard links; modes
-match the archive (& 0o777); declared directories exist; link.json entry points are executable
+match the archive's without other write, and without group write unless the files' group is root's
+(& 0o775 as root, else & 0o755, | 0o400: README "Permission model"); declared directories exist;
+link.json entry points are executable
 scripts in bin/ for bin/python3.10; nothing else is in the prefix (except __pycache__).
 conda-meta: one record per package holding every key all real records in
 records/conda-meta share; record fields agree with index.json, the lock and the archive;
@@ -58,6 +60,9 @@ CORPUS = os.path.abspath(os.environ.get("MAT_CORPUS_DIR")
 PLATFORM = "linux-64"
 PYTHON_XY = "3.10"
 SUBDIRS = ("linux-64", "noarch")
+# Mode bits a package file keeps in the cache, hence in the prefix: never other write; group
+# write only when the files' group is root's (the cache's tree dir is made by this process).
+KEPT_MODE_BITS = 0o775 if os.getegid() == 0 else 0o755
 LEGACY_PLACEHOLDER = oracle.LEGACY_PLACEHOLDER
 
 
@@ -247,7 +252,7 @@ def expected_prefix(pkgs):
                 if mkind == "symlink":
                     spec = {"type": "symlink", "target": linkname}
                 elif mkind == "file":
-                    spec = {"type": "file", "data": data, "mode": mode & 0o777,
+                    spec = {"type": "file", "data": data, "mode": (mode & KEPT_MODE_BITS) | 0o400,
                             "placeholder": e.get("prefix_placeholder"),
                             "file_mode": e.get("file_mode", "text"),
                             "no_link": bool(e.get("no_link"))}
@@ -591,7 +596,8 @@ class CorpusInstallTest(harness.TempDirTestCase):
     def test_file_urls(self):
         lock = self.write_lock("file://" + os.path.join(CORPUS, "conda"))
         prefix, cache = self.path("env"), self.path("cache")
-        cp = self.install(lock, prefix, cache)
+        # The corpus lives outside the test's lock folder: allowed explicitly.
+        cp = self.install(lock, prefix, cache, "--allow-file-urls", os.path.join(CORPUS, "conda"))
         self.assertInstalled(prefix)
         for rel, spec in self.expected.items():   # README: clobbers resolved "with a warning"
             if spec.get("losers"):
@@ -637,7 +643,8 @@ class CorpusInstallTest(harness.TempDirTestCase):
         if not 128 < plen <= 255:
             self.skipTest(f"temp dir gives a {plen}-byte prefix")
         lock = self.write_lock("file://" + os.path.join(CORPUS, "conda"))
-        self.install(lock, prefix, self.path("cache"))
+        self.install(lock, prefix, self.path("cache"), "--allow-file-urls",
+                     os.path.join(CORPUS, "conda"))
         self.assertInstalled(prefix)
 
 

@@ -138,7 +138,7 @@ class InstallHttpTest(harness.MaterializerTestCase):
         lock = os.path.join(self.fx.root, "locks", "file", "conda-lock.yml")
         prefix = self.path("env")
         cp = self.install(lock, prefix, self.path("cache"), "--python-version", "3.11",
-                          "--platform", "linux-64", "-q")
+                          "--platform", "linux-64", "-q", "--allow-file-urls", self.fx.channel)
         self.assertExit(cp, 0)
         self.assertPrefixMatches(prefix, "conda-lock.yml")
 

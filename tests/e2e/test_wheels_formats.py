@@ -93,7 +93,8 @@ class WheelFormatsTest(harness.WheelTestCase):
 
     def test_pylock_file_urls(self):
         lock = self.wfx.render_lock("pylock.toml", self.wfx.file_url, self.tmp)
-        prefix, _, _ = self.run_ok(lock, "--python", harness.SYSTEM_PYTHON, "--offline")
+        prefix, _, _ = self.run_ok(lock, "--python", harness.SYSTEM_PYTHON, "--offline",
+                                   "--allow-file-urls", self.wfx.root)  # the wheels live outside the lock's folder
         self.assertInstalled(prefix)
 
     def test_uv_lock_picks_cp311_manylinux(self):
@@ -148,7 +149,8 @@ class WheelFormatsTest(harness.WheelTestCase):
     def test_find_links_directory(self):
         lock = self.lock("requirements.txt", index_url=self.srv.url + "/empty-index")
         prefix, _, _ = self.run_ok(lock, "--python", harness.SYSTEM_PYTHON,
-                                   "--find-links", "file://" + self.wfx.files_dir)
+                                   "--find-links", "file://" + self.wfx.files_dir,
+                                   "--allow-file-urls", self.wfx.files_dir)
         self.assertEqual(self.srv.count("/files/"), 0, "downloaded over HTTP despite "
                                                        "find-links")
         self.assertInstalled(prefix)
@@ -211,7 +213,7 @@ class WheelCompileTest(harness.WheelTestCase):
         lock = self.wfx.render_lock("pylock.toml", self.wfx.file_url, self.tmp)
         prefix = self.path("env")
         cp = self.install(lock, prefix, self.path("cache"), "--python", harness.SYSTEM_PYTHON,
-                          "--compile")
+                          "--compile", "--allow-file-urls", self.wfx.root)  # the wheels live outside the lock's folder
         self.assertExit(cp, 0)
         self.assertWheelPrefix(prefix, harness.SYSTEM_PYTHON, compile=True)
         pip_prefix = self.path("pip")

@@ -46,7 +46,8 @@ class WheelOracleTest(harness.WheelTestCase):
     def install_p2(self, *extra, lock="pylock.toml"):
         p2, cache = self.path("P2"), self.path("cache")
         lockfile = self.wfx.render_lock(lock, self.wfx.file_url, self.tmp)
-        cp = self.install(lockfile, p2, cache, *extra)
+        cp = self.install(lockfile, p2, cache, *extra,
+                          "--allow-file-urls", self.wfx.root)  # the wheels live outside the lock's folder
         self.assertExit(cp, 0)
         return p2
 
