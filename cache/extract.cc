@@ -954,8 +954,11 @@ bool is_inner_tar(std::string_view name) {
 Status extract_inner(const std::function<Result<std::span<const char>>()>& member,
                      const std::string& where, Extractor& ex) {
   ZstdReadAhead reader(
-      [&member](const void** data, size_t* size) -> Result<bool> {
+      [&member, &ex](const void** data, size_t* size) -> Result<bool> {
         MAT_ASSIGN_OR_RETURN(std::span<const char> block, member());
+        // The outer zip's output counts as decompressed too: a deflated member can inflate
+        // ~1000x into zstd skippable frames that the zstd decoder passes over unseen.
+        MAT_RETURN_IF_ERROR(ex.budget().decode(std::ssize(block)));
         *data = block.data();
         *size = block.size();
         return !block.empty();
@@ -1022,10 +1025,22 @@ Status extract_conda_streamed(const ByteSource& next, const std::string& path,
   for (;;) {
     MAT_ASSIGN_OR_RETURN(std::optional<ZipEntry> e, zip.next_entry());
     if (!e) break;                         // the central directory
-    if (!is_inner_tar(e->name)) continue;  // next_entry() reads it (its CRC-32 is checked)
-    const std::string where = shown + ": " + printable_zip_name(e->name);
-    MAT_RETURN_IF_ERROR(extract_inner([&] { return zip.read(); }, where, ex));
-    ++inner_tars;
+    // The rest of a member (all of an ignored one, what the tar reader left of an inner tar)
+    // is read here, not by next_entry(), so that what it inflates to counts against the limits
+    // too; its sizes and CRC-32 are checked at its end all the same.
+    auto drain = [&]() -> Status {
+      for (;;) {
+        MAT_ASSIGN_OR_RETURN(std::span<const char> block, zip.read());
+        if (block.empty()) return Status::Ok();
+        MAT_RETURN_IF_ERROR(ex.budget().decode(std::ssize(block)));
+      }
+    };
+    if (is_inner_tar(e->name)) {
+      const std::string where = shown + ": " + printable_zip_name(e->name);
+      MAT_RETURN_IF_ERROR(extract_inner([&] { return zip.read(); }, where, ex));
+      ++inner_tars;
+    }
+    MAT_RETURN_IF_ERROR(drain());
   }
   // The central directory. The source ends only once the download is whole and verified.
   for (;;) {

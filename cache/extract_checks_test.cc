@@ -667,6 +667,78 @@ TEST_F(LimitsTest, SkippedDataCountsAsDecompressed) {
   EXPECT_NE(r.status().message().find("decompressed"), std::string::npos) << r.status().message();
 }
 
+// One zstd frame of `data`.
+std::string zstd_frame(const std::string& data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 3);
+  EXPECT_FALSE(ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+// What the outer zip inflates counts as decompressed, on both paths: a deflated inner tar.zst
+// whose tar is split over two frames around a 32 MiB zstd skippable frame (which the zstd
+// decoder passes over unseen) inflates 32 MiB from ~32 KB. So does what follows the tar's end
+// in the member (read streamed only: its CRC-32 is checked).
+TEST_F(LimitsTest, OuterZipInflationCounts) {
+  const std::string tar = testing::make_tar(kPkg);
+  const std::string skip = testing::zstd_skippable(std::string(32 << 20, '\0'));
+  std::string pkg = zstd_frame(tar.substr(0, 512)) + skip + zstd_frame(tar.substr(512));
+  std::string conda = testing::make_zip({{"metadata.json", 'f', "{}"},
+                                         {"pkg-skip-1-0.tar.zst", 'f', pkg},
+                                         {"info-skip-1-0.tar.zst", 'f',
+                                          testing::make_tar(kIndex, Compression::kZstd)}},
+                                        /*deflate=*/true);
+  ASSERT_LT(conda.size(), 1u << 20);
+  ExtractLimits limits;
+  limits.max_expanded_bytes = 4 << 20;
+  expect_limit("skip-1-0.conda", conda, limits, "--max-expanded-size", 4 << 20);
+  // Within the limits it is fine (the skippable frame is legal zstd).
+  ExtractLimits roomy;
+  roomy.max_expansion_ratio = 1 << 20;
+  for (auto& r : extract_both("skip-1-0.conda", conda, roomy)) {
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+  }
+
+  std::string trailing = testing::make_zip({{"metadata.json", 'f', "{}"},
+                                            {"pkg-tail-1-0.tar.zst", 'f', zstd_frame(tar) + skip},
+                                            {"info-tail-1-0.tar.zst", 'f',
+                                             testing::make_tar(kIndex, Compression::kZstd)}},
+                                           /*deflate=*/true);
+  std::string path = dir_ / "tail-1-0.conda";
+  testing::write_bytes(path, trailing);
+  auto streamed = extract_conda_stream(pieces_of(trailing, 1 << 16), path, fresh(), posix_fs(),
+                                       scratch_, limits);
+  ASSERT_FALSE(streamed.ok());
+  EXPECT_NE(streamed.status().message().find("--max-expanded-size"), std::string::npos)
+      << streamed.status().message();
+}
+
+// Streamed, an ignored outer member is inflated too (its CRC-32 is checked): counted as well.
+// The file path never reads it.
+TEST_F(LimitsTest, IgnoredOuterMemberCountsWhenStreamed) {
+  std::string conda = testing::make_zip(
+      {{"metadata.json", 'f', "{}"},
+       {"junk.bin", 'f', std::string(32 << 20, '\0')},
+       {"pkg-junk-1-0.tar.zst", 'f', testing::make_tar(kPkg, Compression::kZstd)},
+       {"info-junk-1-0.tar.zst", 'f', testing::make_tar(kIndex, Compression::kZstd)}},
+      /*deflate=*/true);
+  ExtractLimits limits;
+  limits.max_expanded_bytes = 4 << 20;
+  std::string path = dir_ / "junk-1-0.conda";
+  testing::write_bytes(path, conda);
+  auto streamed = extract_conda_stream(pieces_of(conda, 1 << 16), path, fresh(), posix_fs(),
+                                       scratch_, limits);
+  ASSERT_FALSE(streamed.ok());
+  EXPECT_EQ(streamed.status().code(), Code::kInvalidInput) << streamed.status().to_string();
+  EXPECT_NE(streamed.status().message().find("--max-expanded-size"), std::string::npos)
+      << streamed.status().message();
+  EXPECT_EQ(entries_on_disk(dest_), 0);  // stopped before the inner tars
+  auto from_file =
+      extract_archive(path, ArchiveFormat::kConda, fresh(), posix_fs(), scratch_, limits);
+  EXPECT_TRUE(from_file.ok()) << from_file.status().to_string();
+}
+
 // libarchive gives up after 32 special headers in a row with a mere warning, leaving the entry
 // unparsed: that is a corrupt archive, not a member to extract.
 TEST_F(LimitsTest, TooManySpecialHeadersIsCorrupt) {
