@@ -181,9 +181,9 @@ std::string manifest_to_json(const Key& key, const Manifest& m) {
 Result<Manifest> parse_manifest(std::string_view text, const std::string& what) {
   // On-demand parsing: no document tree, so a manifest of 200k files costs its text and the
   // entries, not a DOM several times its size. Size and depth are bounded first (doc_limits.h).
-  MAT_RETURN_IF_ERROR(check_doc_limits(text, DocFormat::kJson, what,
-                                       DocLimits{kMaxManifestBytes}, Code::kCorrupt,
-                                       "run `cache clean --all` or remove the entry to re-extract"));
+  MAT_RETURN_IF_ERROR(
+      check_doc_limits(text, DocFormat::kJson, what, DocLimits{kMaxManifestBytes}, Code::kCorrupt,
+                       "run `cache clean --all` or remove the entry to re-extract"));
   simdjson::padded_string padded(text);
   simdjson::ondemand::parser parser;
   simdjson::ondemand::document doc;

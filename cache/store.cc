@@ -50,7 +50,7 @@ bool is_regular(const std::string& path, int64_t* size = nullptr) {
   return true;
 }
 
-// A tree file's digest as its manifest records it (SHA-256; XXH3 in version-1 manifests).
+// A tree file's digest as its manifest records it (SHA-256; XXH3 in versions 1 and 2).
 Result<std::string> file_digest(const std::string& path, ManifestEntry::Digest kind) {
   if (kind == ManifestEntry::Digest::kXxh3) return xxh3_file(path);
   return hash_file(path, HashKind::kSha256);
@@ -755,7 +755,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs,
     for (const auto& p : problems) msg += "\n  " + p.path + ": " + p.why + ": fix: " + p.fix;
     return InvalidInput(msg);
   }
-  return std::unique_ptr<Store>(new StoreImpl(Paths(*real), fs, euid, std::move(problems), options.limits));
+  return std::unique_ptr<Store>(
+      new StoreImpl(Paths(*real), fs, euid, std::move(problems), options.limits));
 }
 
 }  // namespace mat::cache
