@@ -298,10 +298,39 @@ void BM_ExtractTarBz2(benchmark::State& state) {
 }
 BENCHMARK(BM_ExtractTarBz2)->Unit(benchmark::kMillisecond);
 
+// info/paths.json for make_tar(_, files, size, seed)'s members, as conda-build writes it (so the
+// extraction's check against it is part of what is measured).
+std::string paths_json_of(int files, size_t size, uint32_t seed) {
+  std::string out = R"({"paths_version": 1, "paths": [)";
+  for (int i = 0; i < files; ++i) {
+    std::string body = binary_like(size, seed + static_cast<uint32_t>(i));
+    out += std::string(i ? ", " : "") + R"({"_path": "lib/file)" + std::to_string(i) +
+           R"(.so", "path_type": "hardlink", "sha256": ")" + mat::sha256_hex(body) +
+           R"(", "size_in_bytes": )" + std::to_string(body.size()) + "}";
+  }
+  return out + "]}";
+}
+
+// A tar (zstd) of info/index.json and info/paths.json for `files` members of `size` bytes.
+std::string make_info_tar(int files, size_t size, uint32_t seed) {
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_add_filter_zstd(a);
+  std::string out(16 << 20, '\0');
+  size_t used = 0;
+  archive_write_open_memory(a, out.data(), out.size(), &used);
+  write_member(a, "info/index.json", R"({"name": "pkg", "version": "1", "build": "0"})");
+  write_member(a, "info/paths.json", paths_json_of(files, size, seed));
+  archive_write_close(a);
+  archive_write_free(a);
+  out.resize(used);
+  return out;
+}
+
 // A .conda: a stored zip holding metadata.json, info-*.tar.zst and pkg-*.tar.zst.
 std::string make_conda(int files, size_t size) {
   std::string pkg = make_tar(ARCHIVE_FILTER_ZSTD, files, size, 7);
-  std::string info = make_tar(ARCHIVE_FILTER_ZSTD, 1, 512, 8);
+  std::string info = make_info_tar(files, size, 7);
   archive* a = archive_write_new();
   archive_write_set_format_zip(a);
   archive_write_zip_set_compression_store(a);
@@ -324,6 +353,16 @@ void BM_ExtractConda(benchmark::State& state) {
   run_extract(state, dir, path, mat::cache::ArchiveFormat::kConda, 64 * (64 << 10));
 }
 BENCHMARK(BM_ExtractConda)->Unit(benchmark::kMillisecond);
+
+// Many small files (5000 of 1 kB): the per-file costs (create, digest, manifest entry, the
+// check against paths.json) rather than bytes.
+void BM_ExtractManyFilesConda(benchmark::State& state) {
+  std::string dir = temp_dir("manyconda");
+  std::string path = dir + "/many-1-0.conda";
+  (void)mat::write_file_atomic(path, make_conda(5000, 1024));
+  run_extract(state, dir, path, mat::cache::ArchiveFormat::kConda, 5000 * 1024);
+}
+BENCHMARK(BM_ExtractManyFilesConda)->Unit(benchmark::kMillisecond);
 
 // A 64 MB .conda (256 files of 256 kB) in an arena of state.range(0) threads: with 2, the
 // pkg tar.zst is decoded ahead on the second thread while the first writes the files.

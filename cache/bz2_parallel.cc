@@ -159,6 +159,7 @@ struct Decoded {
     kFailed,     // libbz2 rejected the span; see bz_code and past_end
     kCancelled,  // the reader went away
     kNoMemory,   // a helper ran out of memory; the consumer retries inline
+    kTooBig,     // the span decoded to more than Options::max_output_bytes: stopped there
   };
   Kind kind = kNone;
   int bz_code = BZ_OK;    // kFailed: libbz2's return (BZ_OK: it wanted more input)
@@ -313,8 +314,10 @@ class SpanStream {
 // candidate, and the file has one at e if libbz2 would go on), succeeds first at end == e.
 // When libbz2 fails having read only bits before `end`, every longer span fails the same way:
 // past_end is false and the caller stops extending.
+// Decoding stops with kTooBig once the output passes `max_out` bytes (a block can decode to
+// ~46 MB; no span is held in memory past the archive's whole allowance).
 Decoded decode_span(Bytes d, int64_t begin, int64_t end, int level, const std::atomic<bool>& cancel,
-                    ChunkPool& pool) {
+                    ChunkPool& pool, int64_t max_out) {
   Decoded r;
   r.level = level;
   r.crc = static_cast<uint32_t>(bits_at(d, begin + 48, 32));
@@ -343,6 +346,11 @@ Decoded decode_span(Bytes d, int64_t begin, int64_t end, int level, const std::a
       s->avail_out = static_cast<unsigned>(kChunkBytes);
     }
     int rc = BZ2_bzDecompress(s);
+    if (bz.total_out() > max_out) {
+      r.kind = Decoded::kTooBig;
+      pool.put(&r.chunks);
+      return r;
+    }
     const bool all_fed = in.done() && s->avail_in == 0;
     if (rc == BZ_STREAM_END && all_fed) {
       r.kind = Decoded::kOk;
@@ -480,7 +488,8 @@ struct Shared {
 
   Decoded run(int64_t k) {
     if (magics[k].eos || k + 1 >= size()) return Decoded();
-    return decode_span(data, magics[k].bit, magics[k + 1].bit, levels[k], cancelled, pool);
+    return decode_span(data, magics[k].bit, magics[k + 1].bit, levels[k], cancelled, pool,
+                       max_output);
   }
   // For helpers: an exception must not escape an enqueued task.
   Decoded run_guarded(int64_t k) {
@@ -521,6 +530,7 @@ struct Shared {
   std::vector<int8_t> levels;  // per candidate: the level of the stream it seems to be in
   int64_t max_ahead = 1;
   int64_t max_bytes = 0;
+  int64_t max_output = 0;  // Options::max_output_bytes
   int max_helpers = 0;
 
   std::atomic<int64_t> next_claim{0};    // spans below it are claimed
@@ -629,6 +639,9 @@ class Bz2ParallelReader::Impl {
   Result<std::span<const char>> next() {
     if (!failed_.ok()) return failed_;
     Result<std::span<const char>> r = next_inner();
+    if (r.ok() && bytes_out_ + static_cast<int64_t>(r->size()) > options_.max_output_bytes) {
+      r = output_limit_error();
+    }
     if (!r.ok()) {
       failed_ = r.status();
       if (s_) s_->cancelled.store(true);
@@ -659,6 +672,11 @@ class Bz2ParallelReader::Impl {
   void advance_window(int64_t to);
   void spawn_helpers();
   Status block_error(const Decoded& r) const;
+  Status output_limit_error() const {
+    if (options_.output_limit_error) return options_.output_limit_error();
+    return InvalidInput(where_ + ": bzip2 data decodes to more than " +
+                        std::to_string(options_.max_output_bytes) + " bytes");
+  }
   int64_t size() const { return static_cast<int64_t>(data_.size()); }
 
   const Bytes data_;
@@ -709,6 +727,7 @@ void Bz2ParallelReader::Impl::start() {
   s_->max_ahead =
       options_.max_blocks_ahead > 0 ? options_.max_blocks_ahead : std::min(2 * concurrency + 1, 16);
   s_->max_bytes = options_.max_buffered_bytes;
+  s_->max_output = options_.max_output_bytes;
 }
 
 Result<std::span<const char>> Bz2ParallelReader::Impl::next_inner() {
@@ -800,17 +819,21 @@ Result<bool> Bz2ParallelReader::Impl::take_block() {
   Decoded r = obtain(i);
   if (r.kind == Decoded::kNoMemory || r.level != level_) {
     s_->pool.put(&r.chunks);
-    r = decode_span(data_, begin, s_->magics[i + 1].bit, level_, s_->cancelled, s_->pool);
+    r = decode_span(data_, begin, s_->magics[i + 1].bit, level_, s_->cancelled, s_->pool,
+                    options_.max_output_bytes);
   }
   // A failure past the span's end may be a chance magic cutting the block short: retry up to
   // the following candidates, dropping the false boundary (whatever was decoded from it is
   // discarded by advance_window). decode_span() says why the first success is the real block.
   int64_t j = i + 1;
   for (int extended = 0; r.kind != Decoded::kOk; ++extended) {
+    // This block alone decodes past the limit (extending the span only adds output).
+    if (r.kind == Decoded::kTooBig) return output_limit_error();
     if (r.kind != Decoded::kFailed || !r.past_end || j + 1 >= s_->size()) return block_error(r);
     if (extended == kMaxFalseBoundaries) return false;
     ++j;
-    r = decode_span(data_, begin, s_->magics[j].bit, level_, s_->cancelled, s_->pool);
+    r = decode_span(data_, begin, s_->magics[j].bit, level_, s_->cancelled, s_->pool,
+                    options_.max_output_bytes);
   }
   combined_ = (combined_ << 1 | combined_ >> 31) ^ r.crc;
   current_ = std::move(r);

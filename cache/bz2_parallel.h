@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -53,6 +54,12 @@ struct Bz2ReaderOptions {
   // is waiting. A single block can decode to ~46 MB (bzip2's run-length stage), so the bound
   // is approximate: it may be exceeded by the blocks in flight.
   int64_t max_buffered_bytes = 16 << 20;
+  // The most output the whole file may decode to: next() fails with output_limit_error()
+  // (default: kInvalidInput naming `where`) instead of handing out a byte past it, and no block
+  // is decoded past it either, on the caller's thread or a helper's. So the memory held for
+  // blocks decoded ahead stays within the limit too, whatever a crafted block expands to.
+  int64_t max_output_bytes = std::numeric_limits<int64_t>::max();
+  std::function<Status()> output_limit_error;
   // Blocks decoded or in flight ahead of the one the consumer needs; 0 means twice the current
   // arena's concurrency plus one, at most 16 (each block is ~1 MB of output: the bound per
   // reader stays the same on 64 cores).

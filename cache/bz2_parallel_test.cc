@@ -272,6 +272,48 @@ TEST_P(Bz2Decode, TightMemoryBounds) {
   }
 }
 
+// max_output_bytes: nothing past it is handed out, and no block (a "runs9" block decodes to
+// ~46 MB) is decoded past it by the consumer or a helper; the caller's error is returned.
+TEST_P(Bz2Decode, OutputLimitStopsAtTheLimit) {
+  for (const char* name : {"runs9", "text9"}) {
+    const Sample& s = sample(name);
+    const int64_t size = static_cast<int64_t>(s.plain.size());
+    for (auto o : {parallel_always(), Bz2ReaderOptions()}) {
+      SCOPED_TRACE(std::string(name) + (o.min_parallel_bytes == 0 ? " parallel" : " default"));
+      // The whole of "runs9" (50 MB) only once, in the other tests.
+      std::vector<int64_t> limits = {int64_t{1} << 20};
+      if (size < (16 << 20)) limits = {int64_t{1} << 20, size - 1, size};
+      for (int64_t limit : limits) {
+        o.max_output_bytes = limit;
+        o.output_limit_error = [] { return InvalidInput("over the test's limit"); };
+        int64_t handed_out = 0;
+        Status st;
+        in_arena(GetParam(), [&] {
+          Bz2ParallelReader r(bytes(s.comp), "test.tar.bz2", o);
+          for (;;) {
+            Result<std::span<const char>> chunk = r.next();
+            if (!chunk.ok()) {
+              st = chunk.status();
+              EXPECT_EQ(r.next().status().message(), st.message());  // sticky
+              break;
+            }
+            if (chunk->empty()) break;
+            handed_out += static_cast<int64_t>(chunk->size());
+          }
+        });
+        EXPECT_LE(handed_out, limit);
+        if (limit < size) {
+          EXPECT_EQ(st.code(), Code::kInvalidInput) << st.to_string();
+          EXPECT_EQ(st.message(), "over the test's limit");
+        } else {
+          EXPECT_TRUE(st.ok()) << st.to_string();
+          EXPECT_EQ(handed_out, size);
+        }
+      }
+    }
+  }
+}
+
 TEST_P(Bz2Decode, EmptyStream) {
   std::string empty = compress("", 9);
   EXPECT_EQ(empty.size(), 14u);

@@ -12,6 +12,16 @@
 //   - a file replacing a directory or vice versa   -> kCorrupt
 //   - a duplicate regular file or symlink: the last one wins (tar semantics)
 //   - names that are not valid UTF-8               -> kCorrupt (the manifest is JSON)
+//   - names, symlink and hard-link targets longer than 4095 bytes -> kCorrupt
+//   - more than 32 special tar headers (pax, GNU long names) before one member -> kCorrupt
+//     (libarchive reads at most 1 MiB per special header and stops after 32 in a row)
+// Conda packages (.conda, .tar.bz2) are then checked against their own info/paths.json, or
+// info/files for legacy packages: sizes, SHA-256 digests and path types
+// (check_conda_metadata in extract_checks.h), kCorrupt naming the path, what paths.json
+// declares and what the archive holds.
+// Every archive is held to its ExtractLimits (store.h) while it is read: expanded bytes (both
+// decompressed and written), expansion ratio and member count, each checked before the byte or
+// member is written, kInvalidInput naming the limit and its option.
 // Wheels (ArchiveFormat::kWheel) are held to PEP 427 on top of that, each failure kCorrupt
 // naming the wheel and the member:
 //   - symlink or hard-link members; a duplicate member name (no last-wins: pip and Python's
@@ -21,8 +31,8 @@
 //     libzip from the central directory, as pip's zipfile does, and inflated by ISA-L)
 //   - not exactly one top-level *.dist-info directory, or no RECORD in it
 //   - any file missing from RECORD (except RECORD, RECORD.jws, RECORD.p7s), any RECORD row whose
-//     file is absent, and any sha256 or size that differs from the file; SHA-256 is computed
-//     while the member is written (wheels only; the XXH3 for the manifest is computed too).
+//     file is absent, and any sha256 or size that differs from the file (the SHA-256 computed
+//     while the member is written, as for every file).
 //     Rows hashed with sha384/sha512 are checked for size only; weaker algorithms are rejected.
 //   - file modes are pip's: 0755 if the zip gives the member any executable bit, else 0644.
 // Leading "./" and "." components are dropped. Files keep their permission bits except group
@@ -50,15 +60,12 @@
 #include "materializer/base/hash.h"
 #include "materializer/base/status.h"
 
-struct XXH3_state_s;
-
 namespace mat::cache {
 
 class ZipScratch;
 
-// Per-thread scratch reused across packages: the data buffer, the XXH3 state and (for wheels)
-// a SHA-256 context. One object is
-// used by one thread at a time (Store keeps one per thread in an enumerable_thread_specific).
+// Per-thread scratch reused across packages: the data buffer and the SHA-256 context. One object
+// is used by one thread at a time (Store keeps one per thread in an enumerable_thread_specific).
 class ExtractScratch {
  public:
   ExtractScratch();
@@ -67,30 +74,30 @@ class ExtractScratch {
   ExtractScratch& operator=(const ExtractScratch&) = delete;
 
   std::vector<char>& buffer() { return buf_; }
-  XXH3_state_s* xxh3() { return xxh3_; }
   Hasher& sha256() { return sha256_; }
   // The zip reader's buffers and inflate state (wheels, .conda outer zips), made on first use.
   ZipScratch& zip();
 
  private:
   std::vector<char> buf_;
-  XXH3_state_s* xxh3_;
   Hasher sha256_{HashKind::kSha256};
   std::unique_ptr<ZipScratch> zip_;
 };
 
 // Extracts `archive_path` (format `f`) into `dest_dir`, an existing empty directory, and
-// returns what was written. Regular files are hashed (XXH3-64) while written; data goes
+// returns what was written. Regular files are hashed (SHA-256) while written; data goes
 // through `fs` (so FaultFs can fail it).
-// Errors: kCorrupt (damaged or malicious archive; message names the archive file, the inner
-// tar for .conda, the member and the reason), kNoSpace, kIo, kInternal (locale, see above).
+// Errors: kCorrupt (damaged or malicious archive, or one whose files disagree with its own
+// metadata; message names the archive file, the inner tar for .conda, the member and the
+// reason), kInvalidInput (over one of `limits`), kNoSpace, kIo, kInternal (locale, see above).
 // On error `dest_dir` holds partial output; the caller removes it.
 // Thread safety: concurrent calls are fine with distinct `scratch` objects. A wheel of 8 MB or
 // more (uncompressed) is extracted by several readers at once on the caller's TBB arena, inside
 // this_task_arena::isolate() and with scratch objects of their own, so the calling thread never
 // picks up another package's task meanwhile and `scratch` is never re-entered.
 Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat f,
-                                 const std::string& dest_dir, Fs& fs, ExtractScratch& scratch);
+                                 const std::string& dest_dir, Fs& fs, ExtractScratch& scratch,
+                                 const ExtractLimits& limits = {});
 
 // extract_archive() for a .conda whose bytes are still arriving: `next` hands them out in order,
 // blocking for bytes not there yet, and ends (an empty block) only once the archive is whole at
@@ -102,8 +109,11 @@ Result<Manifest> extract_archive(const std::string& archive_path, ArchiveFormat 
 // zip cannot be read in order (e.g. a stored member sized only by its data descriptor): the
 // caller then extracts from the complete file instead, which gives the canonical result or
 // error. `next`'s own errors are returned as they are. On error `dest_dir` holds partial output.
+// The expansion ratio applies to the bytes arrived so far (ExpansionBudget::grew), so an archive
+// whose first part compresses far better than the whole may fail here and pass from the file.
 Result<Manifest> extract_conda_stream(const ByteSource& next, const std::string& archive_path,
-                                      const std::string& dest_dir, Fs& fs, ExtractScratch& scratch);
+                                      const std::string& dest_dir, Fs& fs, ExtractScratch& scratch,
+                                      const ExtractLimits& limits = {});
 
 // Counts from a manifest (hard links count as files).
 ExtractStats stats_of(const Manifest& m);

@@ -50,6 +50,12 @@ bool is_regular(const std::string& path, int64_t* size = nullptr) {
   return true;
 }
 
+// A tree file's digest as its manifest records it (SHA-256; XXH3 in versions 1 and 2).
+Result<std::string> file_digest(const std::string& path, ManifestEntry::Digest kind) {
+  if (kind == ManifestEntry::Digest::kXxh3) return xxh3_file(path);
+  return hash_file(path, HashKind::kSha256);
+}
+
 // Durability of renames into `dir`: fsync the directory. Best effort: the entries are already
 // visible, so a failure here must not turn a published entry into a reported error.
 void fsync_dir(Fs& fs, const std::string& dir) {
@@ -92,7 +98,7 @@ Status move_aside(Fs& fs, const Paths& paths, const std::string& path) {
 // regular file that the trust rules allow, beginning with manifest_head(key), i.e. written by
 // this version (whose extraction never leaves a group/other-writable file) for this very key
 // (so trees swapped between names are caught too). Reads only that head. Sets `*legacy` for a
-// version-1 manifest.
+// version-1 or version-2 manifest.
 std::string manifest_distrust(const std::string& path, const Key& key, uid_t euid, bool* legacy) {
   // O_NONBLOCK: a fifo planted here must not hang the lookup.
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
@@ -117,10 +123,16 @@ std::string manifest_distrust(const std::string& path, const Key& key, uid_t eui
     return "made by an older materializer (manifest version 1), whose extraction kept a "
            "package's group/other write bits";
   }
+  constexpr std::string_view kVersion2 = "{\"version\":2,";
+  if (std::string_view(head, std::min(n, kVersion2.size())) == kVersion2) {
+    *legacy = true;
+    return "made by an older materializer (manifest version 2), whose extraction did not check "
+           "the package's files against its info/paths.json";
+  }
   return "does not begin with " + want + " (not a manifest this version wrote for the entry)";
 }
 
-// What is on disk (no xxh3: verify hashes files only when size and mode match).
+// What is on disk (no digest: verify hashes files only when size and mode match).
 struct DiskEntry {
   ManifestEntry e;
   bool special = false;  // device, fifo or socket: extraction never makes one
@@ -272,8 +284,13 @@ class PendingArchiveImpl final : public PendingArchive {
 
 class StoreImpl final : public Store {
  public:
-  StoreImpl(Paths paths, Fs& fs, uid_t euid, std::vector<TrustProblem> problems)
-      : paths_(std::move(paths)), fs_(fs), euid_(euid), open_problems_(std::move(problems)) {}
+  StoreImpl(Paths paths, Fs& fs, uid_t euid, std::vector<TrustProblem> problems,
+            const ExtractLimits& limits)
+      : paths_(std::move(paths)),
+        fs_(fs),
+        euid_(euid),
+        open_problems_(std::move(problems)),
+        limits_(limits) {}
 
   const std::string& root() const override { return paths_.root(); }
 
@@ -331,7 +348,7 @@ class StoreImpl final : public Store {
   Status remove_entry(const Key& key) const override;
 
  private:
-  Status write_manifest(const std::string& path, const std::string& json) const;
+  Status write_manifest(const std::string& path, const Key& key, const Manifest& m) const;
   Result<std::unique_ptr<PendingTree>> make_tree(
       const Key& key, const std::function<Result<Manifest>(const std::string& pkg)>& fill) const;
   std::vector<VerifyProblem> verify_archive(const std::string& name) const;
@@ -344,6 +361,7 @@ class StoreImpl final : public Store {
   uid_t euid_;  // whose (besides root's) files the store trusts
   // Directories that failed the trust check at open() (only with report_distrust).
   std::vector<TrustProblem> open_problems_;
+  const ExtractLimits limits_;
   // Extraction buffers, one per thread (STYLE §5): 256 KiB each, reused across packages.
   mutable tbb::enumerable_thread_specific<ExtractScratch> scratch_;
   // Renames into archives/ and trees/ since the last sync_dirs().
@@ -376,9 +394,12 @@ std::optional<std::string> StoreImpl::find_tree(const Key& key, Distrust* distru
   return pkg;
 }
 
-Status StoreImpl::write_manifest(const std::string& path, const std::string& json) const {
+Status StoreImpl::write_manifest(const std::string& path, const Key& key,
+                                 const Manifest& m) const {
   MAT_ASSIGN_OR_RETURN(UniqueFd fd, create_new_file(path, 0644));
-  MAT_RETURN_IF_ERROR(fs_.write_all(fd.get(), json.data(), json.size(), path));
+  MAT_RETURN_IF_ERROR(write_manifest_json(key, m, [&](std::string_view piece) {
+    return fs_.write_all(fd.get(), piece.data(), piece.size(), path);
+  }));
   if (::close(fd.release()) != 0) return ErrnoStatus("close " + path, errno);
   return Status::Ok();
 }
@@ -444,7 +465,7 @@ Result<std::unique_ptr<PendingTree>> StoreImpl::make_tree(
   std::string pkg = Paths::pkg_in(tmp);
   if (::mkdir(pkg.c_str(), 0755) != 0) return ErrnoStatus("create " + pkg, errno);
   MAT_ASSIGN_OR_RETURN(Manifest m, fill(pkg));
-  MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), manifest_to_json(key, m)));
+  MAT_RETURN_IF_ERROR(write_manifest(Paths::manifest_in(tmp), key, m));
   guard.release();
   return std::unique_ptr<PendingTree>(new PendingTreeImpl(*this, key, std::move(tmp), stats_of(m)));
 }
@@ -453,7 +474,7 @@ Result<std::unique_ptr<PendingTree>> StoreImpl::extract_pending(const Key& key,
                                                                 const std::string& archive_path,
                                                                 ArchiveFormat f) const {
   return make_tree(key, [&](const std::string& pkg) {
-    return extract_archive(archive_path, f, pkg, fs_, scratch_.local());
+    return extract_archive(archive_path, f, pkg, fs_, scratch_.local(), limits_);
   });
 }
 
@@ -463,7 +484,7 @@ Result<std::unique_ptr<PendingTree>> StoreImpl::extract_streamed(const Key& key,
                                                                  const ByteSource& next) const {
   if (f != ArchiveFormat::kConda) return Internal("only .conda archives are extracted streamed");
   return make_tree(key, [&](const std::string& pkg) {
-    return extract_conda_stream(next, archive_path, pkg, fs_, scratch_.local());
+    return extract_conda_stream(next, archive_path, pkg, fs_, scratch_.local(), limits_);
   });
 }
 
@@ -610,10 +631,12 @@ std::vector<VerifyProblem> StoreImpl::verify_tree(const std::string& name) const
       } else if (h.mode != w.mode) {
         problem(path, "mode changed: expected " + std::to_string(w.mode) + ", found " +
                           std::to_string(h.mode));
-      } else if (auto x = xxh3_file(path_join(pkg, path)); !x.ok()) {
+      } else if (auto x = file_digest(path_join(pkg, path), w.digest_kind); !x.ok()) {
         problem(path, x.status().message());
-      } else if (*x != w.xxh3) {
-        problem(path, "xxh3 mismatch: expected " + w.xxh3 + ", got " + *x);
+      } else if (*x != w.digest_hex()) {
+        problem(path,
+                std::string(w.digest_kind == ManifestEntry::Digest::kXxh3 ? "xxh3" : "sha256") +
+                    " mismatch: expected " + w.digest_hex() + ", got " + *x);
       }
     }
   }
@@ -741,7 +764,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs,
     for (const auto& p : problems) msg += "\n  " + p.path + ": " + p.why + ": fix: " + p.fix;
     return InvalidInput(msg);
   }
-  return std::unique_ptr<Store>(new StoreImpl(Paths(*real), fs, euid, std::move(problems)));
+  return std::unique_ptr<Store>(
+      new StoreImpl(Paths(*real), fs, euid, std::move(problems), options.limits));
 }
 
 }  // namespace mat::cache

@@ -6,7 +6,7 @@
 //   ROOT/v1/archives/<key><ext>     verified archive, ext ".conda" / ".tar.bz2" / ".whl"
 //   ROOT/v1/trees/<key>/pkg/...     the archive's members, extracted exactly (no prefix
 //                                   replacement); info/ included
-//   ROOT/v1/trees/<key>/manifest.json  XXH3-64 + size + type of every member (cache verify)
+//   ROOT/v1/trees/<key>/manifest.json  SHA-256 + size + type of every member (cache verify)
 //   ROOT/v1/locks/<key>.lock        per-entry flock, held while an entry is being produced
 //   ROOT/v1/tmp/                    temp files and dirs (".tmp-<pid>-<token>")
 //
@@ -62,6 +62,26 @@ using ByteSource = std::function<Result<std::span<const char>>()>;
 // From a file name: ".conda", ".tar.bz2", ".whl"; nullopt otherwise.
 std::optional<ArchiveFormat> format_from_name(std::string_view file_name);
 const char* format_ext(ArchiveFormat f);
+
+// What one archive may expand to (issue 11, defect 13). Extraction stops at the first byte, or
+// member, over a limit, with kInvalidInput naming the archive, the limit and the option that
+// raises it; nothing of the tree is kept. The defaults (README, "Limits") are far above any
+// real package and far below what a decompression bomb would write:
+struct ExtractLimits {
+  // Bytes an archive may expand to: both what its decompressors produce (the inner tar streams
+  // of a .conda, the tar of a .tar.bz2, a wheel's inflated members; tar headers and members
+  // skipped included) and what is written into its tree (files, holes of sparse members
+  // included). --max-expanded-size.
+  int64_t max_expanded_bytes = int64_t{32} << 30;
+  // Expanded bytes per byte of archive, applied once an archive has expanded past
+  // ratio_grace_bytes (below that nothing is at stake, and tiny archives have noisy ratios).
+  // --max-expansion-ratio.
+  int64_t max_expansion_ratio = 200;
+  int64_t ratio_grace_bytes = int64_t{16} << 20;
+  // Members per package: files, symlinks, hard links and directories, the parents created for
+  // them included. --max-files-per-package.
+  int64_t max_members = 500'000;
+};
 
 struct ExtractStats {
   int64_t files = 0;  // regular files written
@@ -127,6 +147,8 @@ struct StoreOptions {
   // one above them. With `report_distrust` (`cache verify`) it opens the cache all the same,
   // creates nothing below a directory that failed, and verify() lists the problems.
   bool report_distrust = false;
+  // Expansion limits for every archive this store extracts.
+  ExtractLimits limits;
 };
 
 struct VerifyProblem {
@@ -139,8 +161,8 @@ class Store {
  public:
   // Opens (creating if needed) a store rooted at `root`, which it resolves to its real path
   // (root() returns that). Checks every directory from "/" down to v1/'s subdirectories
-  // (cache/trust.h). Errors: kInvalidInput naming each untrusted directory, what is wrong and
-  // the command that fixes it; kIo, kNoSpace.
+  // (cache/trust.h). Its extractions obey `options.limits`. Errors: kInvalidInput naming each
+  // untrusted directory, what is wrong and the command that fixes it; kIo, kNoSpace.
   static Result<std::unique_ptr<Store>> open(const std::string& root, Fs& fs = posix_fs(),
                                              const StoreOptions& options = {});
   virtual ~Store() = default;
@@ -176,8 +198,11 @@ class Store {
   // Extracts a verified archive into trees/<key> (tmp dir, then rename). Members that would land
   // outside the tree (absolute, "..", through a symlink, symlink targets escaping the package
   // root, hard links to outside) make the whole package kCorrupt with the member named.
-  // Damaged archives are kCorrupt. Returns the tree's pkg/ directory. Caller should hold the
-  // entry lock. Safe to call concurrently for different keys.
+  // Damaged archives are kCorrupt, and so are conda packages whose files disagree with their
+  // info/paths.json (or info/files) and wheels whose files disagree with their RECORD
+  // (extract.h). An archive over a limit is kInvalidInput (ExtractLimits). Nothing of a failed
+  // extraction stays behind. Returns the tree's pkg/ directory. Caller should hold the entry
+  // lock. Safe to call concurrently for different keys.
   virtual Result<std::string> extract(const Key& key, const std::string& archive_path,
                                       ArchiveFormat f, ExtractStats* stats) const = 0;
   // extract() split in two: the CPU half here, the disk-bound commit (fsync + rename) in the

@@ -296,6 +296,25 @@ TEST_F(StoreTrustTest, VersionOneTreeIsPassedOverAsLegacyAndReplaced) {
   expect_replaced(key, archive);
 }
 
+// Version-2 trees kept the permission model but were never checked against their package's
+// info/paths.json: passed over as legacy too, and extracted afresh (with the check).
+TEST_F(StoreTrustTest, VersionTwoTreeIsPassedOverAsLegacyAndReplaced) {
+  auto [key, archive] = add_entry(conda(), ArchiveFormat::kConda);
+  const std::string manifest = tree_dir(key) + "/manifest.json";
+  std::string text = testing::slurp(manifest);
+  const std::string head = R"({"version":3,)";
+  ASSERT_EQ(text.substr(0, head.size()), head);
+  text.replace(0, head.size(), R"({"version":2,)");
+  ASSERT_EQ(::unlink(manifest.c_str()), 0);
+  testing::write_bytes(manifest, text);
+  Distrust d;
+  EXPECT_FALSE(store_->find_tree(key, &d));
+  EXPECT_EQ(d.path, manifest);
+  EXPECT_TRUE(d.legacy);
+  EXPECT_TRUE(contains(d.why, "older materializer (manifest version 2)")) << d.why;
+  expect_replaced(key, archive);
+}
+
 TEST_F(StoreTrustTest, TreeNameTakenByAFileOrSymlinkIsReplaced) {
   auto [key, archive] = add_entry(conda(), ArchiveFormat::kConda);
   const std::string elsewhere = dir_ / "elsewhere";

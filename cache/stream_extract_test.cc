@@ -47,8 +47,8 @@ std::string random_bytes(size_t n, uint32_t seed) {
 }
 
 std::string sample_conda() {
-  return testing::make_conda(
-      {{"info/index.json", 'f', R"({"name":"test"})"}, {"info/paths.json", 'f', "{}"}},
+  return testing::make_conda_package(
+      {{"info/index.json", 'f', R"({"name":"test"})"}},
       {{"bin/tool", 'f', "#!/bin/sh\necho hi\n", "", 0755},
        {"lib/libx.so.1", 'f', random_bytes(3 << 20, 5), "", 0644},
        {"lib/libx.so", 'l', "", "libx.so.1"},

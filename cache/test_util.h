@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -20,6 +21,7 @@
 #include "cache/archive_handle.h"
 #include "cache/wheel_record.h"
 #include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
 
 namespace mat::cache::testing {
 
@@ -162,6 +164,41 @@ inline std::string make_conda(const std::vector<Member>& info, const std::vector
     outer.push_back({"info-test-1.0-0.tar.zst", 'f', make_tar(info, Compression::kZstd)});
   }
   return make_zip(outer);
+}
+
+// info/paths.json as conda-build writes it for `pkg`: per file a "hardlink" entry with its
+// sha256 and size_in_bytes (a hard-link member gets its target's), per symlink a "softlink"
+// entry, per directory a "directory" entry. Names are written as they are (no JSON escapes).
+inline std::string paths_json_for(const std::vector<Member>& pkg) {
+  std::map<std::string, const Member*> by_name;
+  for (const auto& m : pkg) by_name[m.name] = &m;
+  std::string out = R"({"paths_version": 1, "paths": [)";
+  bool first = true;
+  for (const auto& m : pkg) {
+    std::string name = m.name;
+    while (name.ends_with('/')) name.pop_back();  // "dir/" members
+    std::string entry = R"({"_path": ")" + name + R"(")";
+    const Member* data = m.type == 'h' ? by_name.at(m.link) : &m;
+    if (m.type == 'f' || m.type == 'h') {
+      entry += R"(, "path_type": "hardlink", "sha256": ")" + sha256_hex(data->data) +
+               R"(", "size_in_bytes": )" + std::to_string(data->data.size());
+    } else if (m.type == 'l') {
+      entry += R"(, "path_type": "softlink")";
+    } else if (m.type == 'd') {
+      entry += R"(, "path_type": "directory")";
+    } else {
+      continue;
+    }
+    out += (first ? "" : ", ") + entry + "}";
+    first = false;
+  }
+  return out + "]}";
+}
+
+// make_conda() with `info` plus an info/paths.json that matches `pkg` (paths_json_for).
+inline std::string make_conda_package(std::vector<Member> info, const std::vector<Member>& pkg) {
+  info.push_back({"info/paths.json", 'f', paths_json_for(pkg)});
+  return make_conda(info, pkg);
 }
 
 // --- zips written byte by byte ------------------------------------------------------------

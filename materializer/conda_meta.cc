@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "materializer/base/hash.h"
+#include "materializer/base/json.h"
 #include "materializer/base/url.h"
 #include "materializer/link_internal.h"
 
@@ -45,7 +46,11 @@ std::string record_file_name(const PackagePlan& plan) {
   return plan.name + "-" + plan.version + "-" + plan.build + ".json";
 }
 
-json build_prefix_record(const RecordInput& in) {
+namespace {
+
+// The record without its two per-path lists, "files" and "paths_data", which are null here
+// (so their keys sit where they sort).
+json record_head(const RecordInput& in) {
   const PackagePlan& plan = *in.plan;
   const LinkInput& li = *in.input;
   json r = plan.index;
@@ -53,15 +58,8 @@ json build_prefix_record(const RecordInput& in) {
   for (const char* key : {"depends", "constrains"}) {
     if (!r.contains(key) || r[key].is_null()) r[key] = json::array();
   }
-  json files = json::array();
-  json paths = json::array();
-  for (size_t i = 0; i < plan.paths.size(); ++i) {
-    const PathEntry& e = plan.paths[i];
-    files.push_back(e.target);
-    paths.push_back(path_record(e, (*in.sha256_in_prefix)[i]));
-  }
-  r["files"] = std::move(files);
-  r["paths_data"] = {{"paths_version", 1}, {"paths", std::move(paths)}};
+  r["files"] = nullptr;
+  r["paths_data"] = nullptr;
   if (li.ref != nullptr) {
     // Credentials never land on disk: conda-meta is readable by anyone who can read the prefix.
     r["url"] = redact_url(li.ref->url);
@@ -80,6 +78,131 @@ json build_prefix_record(const RecordInput& in) {
   r["package_tarball_full_path"] = li.archive_path;
   r["requested_spec"] = "";
   return r;
+}
+
+// A JSON string as nlohmann's dump(…, ensure_ascii = true) writes it (through dump_json: never
+// throws, invalid UTF-8 becomes U+FFFD).
+void append_string(std::string* out, const std::string& s) {
+  *out += dump_json(json(s), -1, /*ensure_ascii=*/true);
+}
+
+// `text`, a value pretty-printed at depth 0, placed at depth 1 (its inner lines shifted).
+void append_indented(std::string* out, const std::string& text) {
+  for (char c : text) {
+    out->push_back(c);
+    if (c == '\n') out->append("  ");
+  }
+}
+
+// path_record(e, sha256_in_prefix) at depth 3, keys in the order a json object sorts them.
+void append_path_record(std::string* out, const PathEntry& e, const std::string& sha256_in_prefix) {
+  const char* kIndent = "\n        ";
+  bool entry_point = e.type == PathType::kEntryPoint;
+  bool placeholder = !entry_point && !e.placeholder.empty();
+  *out += "{";
+  *out += kIndent;
+  *out += "\"_path\": ";
+  append_string(out, e.target);
+  auto field = [&](const char* key) {
+    *out += ",";
+    *out += kIndent;
+    *out += "\"";
+    *out += key;
+    *out += "\": ";
+  };
+  if (placeholder) {
+    field("file_mode");
+    append_string(out, file_mode_name(e.file_mode));
+  }
+  field("path_type");
+  append_string(out, path_type_name(e.type));
+  if (placeholder) {
+    field("prefix_placeholder");
+    append_string(out, e.placeholder);
+  }
+  if (entry_point) {
+    field("sha256");
+    *out += "\"" + sha256_hex(e.script) + "\"";
+    field("size_in_bytes");
+    *out += std::to_string(e.script.size());
+  } else {
+    if (!e.sha256.empty()) {
+      field("sha256");
+      append_string(out, e.sha256);
+    }
+    if (!sha256_in_prefix.empty()) {
+      field("sha256_in_prefix");
+      append_string(out, sha256_in_prefix);
+    }
+    if (e.size >= 0) {
+      field("size_in_bytes");
+      *out += std::to_string(e.size);
+    }
+  }
+  *out += "\n      }";
+}
+
+}  // namespace
+
+json build_prefix_record(const RecordInput& in) {
+  const PackagePlan& plan = *in.plan;
+  json r = record_head(in);
+  json files = json::array();
+  json paths = json::array();
+  for (size_t i = 0; i < plan.paths.size(); ++i) {
+    const PathEntry& e = plan.paths[i];
+    files.push_back(e.target);
+    paths.push_back(path_record(e, (*in.sha256_in_prefix)[i]));
+  }
+  r["files"] = std::move(files);
+  r["paths_data"] = {{"paths_version", 1}, {"paths", std::move(paths)}};
+  return r;
+}
+
+// build_prefix_record(in).dump(2, ' ', true) + "\n", byte for byte, without the document: the
+// two per-path lists are written straight into the text. For 200k paths the document and its
+// dump peaked at ~230 MB of heap; this holds the text only (~300 bytes a path).
+std::string prefix_record_text(const RecordInput& in) {
+  const PackagePlan& plan = *in.plan;
+  json head = record_head(in);
+  std::string out;
+  out.reserve(4096 + plan.paths.size() * 320);
+  bool first = true;
+  for (auto it = head.begin(); it != head.end(); ++it) {
+    out += first ? "{\n  " : ",\n  ";
+    first = false;
+    append_string(&out, it.key());
+    out += ": ";
+    if (it.key() == "files") {
+      if (plan.paths.empty()) {
+        out += "[]";
+        continue;
+      }
+      out += "[";
+      for (size_t i = 0; i < plan.paths.size(); ++i) {
+        out += i ? ",\n    " : "\n    ";
+        append_string(&out, plan.paths[i].target);
+      }
+      out += "\n  ]";
+    } else if (it.key() == "paths_data") {
+      out += "{\n    \"paths\": ";
+      if (plan.paths.empty()) {
+        out += "[]";
+      } else {
+        out += "[";
+        for (size_t i = 0; i < plan.paths.size(); ++i) {
+          out += i ? ",\n      " : "\n      ";
+          append_path_record(&out, plan.paths[i], (*in.sha256_in_prefix)[i]);
+        }
+        out += "\n    ]";
+      }
+      out += ",\n    \"paths_version\": 1\n  }";
+    } else {
+      append_indented(&out, dump_json(it.value(), 2, /*ensure_ascii=*/true));
+    }
+  }
+  out += first ? "{}\n" : "\n}\n";
+  return out;
 }
 
 std::string channel_display_name(const std::string& channel_url) {

@@ -114,6 +114,16 @@ const char* hint_for(Code c) {
   }
 }
 
+// Extraction errors name the archive by its file in the cache (a temp name, or the digest):
+// `st` with that name replaced by the lock's file name for the package, which people know.
+Status named_for(const Status& st, const std::string& archive_path, const PackageRef& ref) {
+  const std::string cached = base_name(archive_path);
+  const std::string& known = ref.file_name.empty() ? ref.name : ref.file_name;
+  std::string msg = st.message();
+  if (cached.empty() || known.empty() || !msg.starts_with(cached)) return st;
+  return Status(st.code(), known + msg.substr(cached.size()));
+}
+
 // Adapts a cache PendingArchive to fetch's Sink, counting bytes for the progress line.
 // When the package may be streamed, tells its GrowingFile how far the file has grown (the end
 // is told by on_fetched, once the digest is verified).
@@ -489,7 +499,8 @@ class Pipeline {
     // The download is complete and verified (on_fetched left the package to this thread).
     if (!tree.ok()) {
       progress_.detail(label(*s.ref) + ": extracting while downloading failed (" +
-                       tree.status().to_string() + "); extracting from the file");
+                       named_for(tree.status(), s.growing_path, *s.ref).to_string() +
+                       "); extracting from the file");
       schedule(i, /*publish=*/true, s.bytes, latch);
       return;
     }
@@ -583,7 +594,7 @@ class Pipeline {
     trace_.add(s.ref->name, "extract", t0, Clock::now(), Trace::worker_lane());
     progress_.extract_done();
     if (!tree.ok()) {
-      s.status = tree.status();
+      s.status = named_for(tree.status(), archive, *s.ref);
       // A verified archive that will not extract is unsafe or damaged: drop the whole entry
       // so the next run downloads afresh instead of failing on the cached copy forever. Not
       // when the run was interrupted or the disk failed: the archive is fine.
@@ -997,7 +1008,9 @@ int run_install(const InstallOptions& in) {
   // Writes into the cache and the prefix stop at the next block once SIGINT/SIGTERM arrived.
   InterruptibleFs fs(posix_fs());
   set_interrupt_note(interrupt_note(opts, false));
-  auto store = cache::Store::open(opts.cache_dir, fs);
+  cache::StoreOptions store_options;
+  store_options.limits = opts.extract_limits;
+  auto store = cache::Store::open(opts.cache_dir, fs, store_options);
   const bool plan_without_cache =
       !store.ok() && opts.dry_run && store.status().code() != Code::kInvalidInput;
   if (!store.ok() && !plan_without_cache) {

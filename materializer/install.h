@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "cache/store.h"
 #include "materializer/link.h"
 #include "materializer/lock.h"
 
@@ -24,6 +25,8 @@ struct InstallOptions {
   double stall_timeout_s = 15;       // --stall-timeout: no byte for this long = retry/resume
   bool offline = false;
   bool stream = true;  // --no-stream: extract a .conda only once its download ended
+  // --max-expanded-size, --max-expansion-ratio, --max-files-per-package
+  cache::ExtractLimits extract_limits;
   std::string report_path;
   std::string trace_path;  // --trace: Chrome trace-event JSON
   bool force = false;      // --force: ignore the no-op stamp

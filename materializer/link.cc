@@ -383,7 +383,7 @@ RecordOutcome write_records(const std::vector<LinkInput>& inputs, const LinkOpti
     guarded(s, [&] {
       std::string fn = record_file_name(s.plan);
       RecordInput in{&inputs[i], &s.plan, &s.sha256_in_prefix, s.md5, s.sha256, s.size, mode};
-      std::string text = dump_json(build_prefix_record(in), 2, /*ensure_ascii=*/true) + "\n";
+      std::string text = prefix_record_text(in);
       // A new inode renamed over the old record: never written through (a record a package
       // smuggled in as a hard link into the cache stays untouched there).
       Status st = write_file_atomic_at(meta_fd, fn, text, 0644, fs,

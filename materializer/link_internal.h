@@ -220,6 +220,9 @@ struct RecordInput {
 std::string record_file_name(const PackagePlan& plan);
 // The PrefixRecord JSON conda writes for a linked package.
 nlohmann::json build_prefix_record(const RecordInput& in);
+// Its text as written to conda-meta/ (build_prefix_record(in).dump(2, ' ', true) + "\n", byte
+// for byte), built without the document: memory is the text, not a DOM of every path.
+std::string prefix_record_text(const RecordInput& in);
 // "conda-forge" for conda.anaconda.org channels, "pkgs/main" for repo.anaconda.com, else the
 // URL without credentials.
 std::string channel_display_name(const std::string& channel_url);

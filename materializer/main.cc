@@ -49,6 +49,24 @@ void add_fetch_options(CLI::App* cmd, mat::InstallOptions& o, bool& quiet, int& 
   cmd->add_option("--max-downloads", o.max_downloads, "transfers in flight")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  // Extraction limits (cache::ExtractLimits; README, "Limits"): defaults far above any real
+  // package, far below what a decompression bomb would write.
+  cmd->add_option("--max-expanded-size", o.extract_limits.max_expanded_bytes,
+                  "most bytes one archive may expand to, decompressed or written (default 32GiB; "
+                  "suffixes K, M, G, T: powers of 1024)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::PositiveNumber)
+      ->option_text("SIZE");
+  cmd->add_option("--max-expansion-ratio", o.extract_limits.max_expansion_ratio,
+                  "most bytes one archive may expand to per byte of archive, once past 16MiB "
+                  "(default 200)")
+      ->check(CLI::PositiveNumber)
+      ->option_text("N");
+  cmd->add_option("--max-files-per-package", o.extract_limits.max_members,
+                  "most members (files, links, directories) one package may hold "
+                  "(default 500000)")
+      ->check(CLI::PositiveNumber)
+      ->option_text("N");
   cmd->add_option("--max-connections-per-host", o.max_connections_per_host,
                   "connections open at once to one server (HTTP/1.1; HTTP/2 multiplexes over "
                   "one); 0: no limit")

