@@ -19,7 +19,12 @@ struct Hasher::Impl {
 
 Hasher::Hasher(HashKind kind) : kind_(kind), impl_(std::make_unique<Impl>()) {
   impl_->ctx = EVP_MD_CTX_new();
-  impl_->md = kind == HashKind::kSha256 ? EVP_sha256() : EVP_md5();
+  switch (kind) {
+    case HashKind::kSha256: impl_->md = EVP_sha256(); break;
+    case HashKind::kMd5: impl_->md = EVP_md5(); break;
+    case HashKind::kSha384: impl_->md = EVP_sha384(); break;
+    case HashKind::kSha512: impl_->md = EVP_sha512(); break;
+  }
   reset();
 }
 Hasher::~Hasher() = default;
