@@ -1204,7 +1204,7 @@ int run_install(const InstallOptions& in) {
     // own name/version/build never become a path.
     std::vector<std::string> recorded;
     for (size_t i = 0; i < n_conda; ++i) recorded.push_back(summary->results[i].record_file);
-    Status stamped = write_stamp(opts.prefix, input_hash, recorded);
+    Status stamped = write_stamp(opts.prefix, input_hash, recorded, lock->input_files);
     if (!stamped.ok()) progress.line("warning: no-op stamp not written: " + stamped.to_string());
     progress.line("linked " + std::to_string(files) + " files (" + mode + ") in " +
                   std::to_string(link_wall).substr(0, 5) + " s");

@@ -18,6 +18,7 @@
 #include <cctype>
 
 #include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
 #include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/local_files.h"
@@ -214,6 +215,7 @@ struct Reader {
   std::vector<std::string> find_links;
   bool no_index = false;
   std::vector<std::string> open_files;  // absolute paths being read, for cycles
+  std::vector<InputFile> included;       // every `-r` file read, with the sha256 of its bytes
   const LocalFiles* local_files = nullptr;  // where includes may be read from; null: anywhere
 
   Status read(std::string_view content, const std::string& path, const std::string& dir);
@@ -264,6 +266,7 @@ Status Reader::include(const std::string& target, const Logical& l, const std::s
                                 ": cannot read included requirements file: " + s.message());
   }
   open_files.push_back(file);
+  included.push_back(InputFile{file, sha256_hex(*content)});
   Status st = read(*content, file, dir_name(file));
   open_files.pop_back();
   return st;
@@ -589,6 +592,7 @@ Result<LockFile> parse_requirements(std::string_view content, const std::string&
   }
   lock.index.find_links = std::move(r.find_links);
   lock.index.no_index = r.no_index;
+  lock.input_files = std::move(r.included);
   return lock;
 }
 
