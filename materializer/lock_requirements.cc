@@ -240,7 +240,7 @@ Status Reader::include(const std::string& target, const Logical& l, const std::s
                        const std::string& dir) {
   if (has_url_scheme(target) && !is_file_url(target)) {
     return input_error(path, l.line,
-                       "-r " + redact_url(target) + ": remote requirement files are not supported");
+                       "-r " + shown_url(target, 200) + ": remote requirement files are not supported");
   }
   std::string file = file_url_to_path(resolve_location(target, dir));
   if (local_files != nullptr) {
@@ -254,10 +254,11 @@ Status Reader::include(const std::string& target, const Logical& l, const std::s
   }
   if (std::find(open_files.begin(), open_files.end(), file) != open_files.end()) {
     return input_error(path, l.line,
-                       "-r " + target + ": includes itself (cycle through " + file + ")");
+                       "-r " + printable(target) + ": includes itself (cycle through " +
+                                           printable(file) + ")");
   }
   if (open_files.size() >= static_cast<size_t>(kMaxIncludeDepth)) {
-    return input_error(path, l.line, "-r " + target + ": includes nested too deeply");
+    return input_error(path, l.line, "-r " + printable(target) + ": includes nested too deeply");
   }
   Result<std::string> content = read_file(file);
   if (!content.ok()) {
@@ -306,7 +307,7 @@ Status Reader::option_line(const Logical& l, const std::string& path, const std:
         break;
       case Opt::kEditable:
         return input_error(path, l.line,
-                           "editable requirement '-e " + value +
+                           "editable requirement '-e " + printable(value) +
                                "': editable installs are out of scope; install the project "
                                "separately");
       case Opt::kHash:
@@ -360,7 +361,7 @@ Status collect_hashes(const std::vector<std::string>& tokens, const Logical& l,
     if (algo != "sha256") {
       if (colon == std::string::npos || algo.empty()) {
         return input_error(path, l.line,
-                           subject + ": --hash '" + value + "' is not <algorithm>:<hex>");
+                           subject + ": --hash '" + printable(value, 80) + "' is not <algorithm>:<hex>");
       }
       other.push_back(algo);
       continue;
@@ -368,7 +369,7 @@ Status collect_hashes(const std::vector<std::string>& tokens, const Logical& l,
     std::optional<std::string> hex = lower_hex(std::string_view(value).substr(colon + 1), 64);
     if (!hex) {
       return input_error(path, l.line,
-                         subject + ": --hash '" + value + "' is not sha256:<64 hex digits>");
+                         subject + ": --hash '" + printable(value, 80) + "' is not sha256:<64 hex digits>");
     }
     if (std::find(sha256.begin(), sha256.end(), *hex) == sha256.end()) sha256.push_back(*hex);
   }
@@ -392,7 +393,7 @@ void split_options(const std::string& text, std::string& req, std::string& opts)
 Status direct_url(const std::string& location, const std::vector<std::string>& sha256,
                   const Logical& l, const std::string& path, const std::string& dir,
                   PackageRef& ref) {
-  std::string subject = ref.name.empty() ? location : "'" + ref.name + "'";
+  std::string subject = ref.name.empty() ? printable(location) : "'" + printable(ref.name) + "'";
   if (is_vcs(location)) {
     ref.url = location;
     ref.source_kind = location.starts_with("git+") ? "git" : "vcs";
@@ -423,7 +424,7 @@ Status direct_url(const std::string& location, const std::vector<std::string>& s
     if (!is_file_url(ref.url)) {
       return input_error(
           path, l.line,
-          subject + ": " + redact_url(ref.url) + " is neither a wheel nor a source archive");
+          subject + ": " + shown_url(ref.url, 200) + " is neither a wheel nor a source archive");
     }
     ref.source_kind = "directory";  // a local project directory
     if (ref.name.empty()) ref.name = ref.file_name;
@@ -462,7 +463,7 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
     if (rest.starts_with('[')) {  // extras: only change dependencies, which are pinned too
       size_t close = rest.find(']');
       if (close == std::string_view::npos) {
-        return input_error(path, l.line, "requirement '" + req + "': unclosed '[' of extras");
+        return input_error(path, l.line, "requirement '" + printable(req) + "': unclosed '[' of extras");
       }
       rest = trim(rest.substr(close + 1));
     }
@@ -481,11 +482,11 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
       }
     }
     if (ref.name.empty()) {
-      return input_error(path, l.line, "cannot read requirement '" + req + "'");
+      return input_error(path, l.line, "cannot read requirement '" + printable(req) + "'");
     }
   }
   std::vector<std::string> sha256, other;
-  std::string subject = ref.name.empty() ? "'" + location + "'" : "'" + ref.name + "'";
+  std::string subject = ref.name.empty() ? "'" + printable(location) + "'" : "'" + printable(ref.name) + "'";
   MAT_RETURN_IF_ERROR(collect_hashes(split_ws(opts), l, path, subject, sha256, other));
   if (!location.empty()) {
     MAT_RETURN_IF_ERROR(direct_url(location, sha256, l, path, dir, ref));
@@ -501,7 +502,7 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
   }
   if (version.empty() || version.find_first_of("*,<>=!~()") != std::string::npos) {
     return input_error(path, l.line,
-                       "requirement '" + req +
+                       "requirement '" + printable(req) +
                            "' is not pinned with ==<version>: materializer "
                            "installs locked requirements only (generate them with pip-compile "
                            "--generate-hashes)");
