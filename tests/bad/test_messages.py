@@ -168,6 +168,22 @@ class MessagesTest(harness.MaterializerTestCase):
         self.assertGreaterEqual(hints, 6, "the triggered errors name almost no flag")
         self.assertEqual(problems, [], "\n".join(problems))
 
+    def test_odd_credentials_are_redacted_in_messages(self):
+        """A raw '@' in the password (redaction must run to the LAST '@'), a one-character
+        conda token and a one-character token parameter: none in stderr or the report."""
+        lock = self.path("sec", "explicit.txt")
+        os.makedirs(os.path.dirname(lock))
+        with open(lock, "w", encoding="utf-8") as fh:
+            fh.write("@EXPLICIT\nhttps://us:p@ss@127.0.0.1:9/t/Q/linux-64/a-1-0.conda"
+                     "?token=Z#" + "0" * 64 + "\n")
+        report = self.path("sec", "r.json")
+        cp = self.install(lock, self.path("env"), self.path("cache"), "--offline",
+                          "--report", report)
+        self.assertExit(cp, 1)
+        self.assertIn("https://***@127.0.0.1:9/t/***/linux-64/a-1-0.conda?token=***", cp.stderr)
+        for secret in ("p@ss", "ss@", "us:", "/t/Q/", "token=Z"):
+            self.assertNotInOutput(cp, secret, report)
+
     def test_huge_values_in_a_lock_give_bounded_stderr(self):
         big = "x" * 20_000_000
         mid = "y" * 2_000_000
