@@ -104,8 +104,8 @@ std::string record_hash_with(HashKind kind, const char* algo, std::string_view d
 // same-size replacement passed the size check before).
 TEST_F(WheelExtractTest, Sha384AndSha512RowsAreVerifiedByHash) {
   const std::string body = "print(1)\n", other = "print(2)\n";  // same size
-  for (auto [kind, algo] : {std::pair{HashKind::kSha384, "sha384"},
-                            std::pair{HashKind::kSha512, "sha512"}}) {
+  for (auto [kind, algo] :
+       {std::pair{HashKind::kSha384, "sha384"}, std::pair{HashKind::kSha512, "sha512"}}) {
     SCOPED_TRACE(algo);
     std::string right = record_hash_with(kind, algo, body);
     ASSERT_EQ(right.size(), std::strlen(algo) + 1 + (kind == HashKind::kSha384 ? 64 : 86));

@@ -824,8 +824,9 @@ void print_failures(const std::vector<PkgState>& states, size_t total) {
   std::fprintf(stderr, "error: %zu of %zu packages failed:\n", failed, total);
   for (const auto& s : states) {
     if (s.status.ok()) continue;
-    std::fprintf(stderr, "  %s\n    url:   %s\n    error: %s\n", clip_message(label(*s.ref)).c_str(),
-                 shown_url(s.ref->url).c_str(), clip_message(s.status.to_string()).c_str());
+    std::fprintf(stderr, "  %s\n    url:   %s\n    error: %s\n",
+                 clip_message(label(*s.ref)).c_str(), shown_url(s.ref->url).c_str(),
+                 clip_message(s.status.to_string()).c_str());
     const char* hint = hint_for(s.status.code());
     if (*hint) std::fprintf(stderr, "    fix:   %s\n", hint);
   }
@@ -873,7 +874,8 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
     if (s.attempts > 1) p["attempts"] = s.attempts;
     if (s.streamed) p["streamed"] = true;
     if (!s.warnings.empty()) p["warnings"] = s.warnings;
-    p["error"] = s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(clip_message(s.status.message()));
+    p["error"] =
+        s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(clip_message(s.status.message()));
     pkgs.push_back(std::move(p));
   }
   j["packages"] = std::move(pkgs);
@@ -895,7 +897,8 @@ int finish(const InstallOptions& opts, const LockFile* lock, const std::vector<P
                          link_wall, dl_bytes, link_mode);
     Status st = write_file_atomic(opts.report_path, dump_json(j, 2) + "\n");
     if (!st.ok()) {
-      std::fprintf(stderr, "warning: could not write report: %s\n", clip_message(st.to_string()).c_str());
+      std::fprintf(stderr, "warning: could not write report: %s\n",
+                   clip_message(st.to_string()).c_str());
     }
   }
   return exit_code;
@@ -925,7 +928,9 @@ int run_install(const InstallOptions& in) {
     ~TraceWriter() {
       if (!trace.enabled()) return;
       Status st = trace.write(path);
-      if (!st.ok()) std::fprintf(stderr, "warning: trace: %s\n", clip_message(st.to_string()).c_str());
+      if (!st.ok()) {
+        std::fprintf(stderr, "warning: trace: %s\n", clip_message(st.to_string()).c_str());
+      }
     }
   } trace_writer{trace, opts.trace_path};
 
@@ -1114,7 +1119,8 @@ int run_install(const InstallOptions& in) {
   }
   if (!pre.ok()) {
     progress.stop();
-    std::fprintf(stderr, "error: preparing %s: %s\n", opts.prefix.c_str(), clip_message(pre.to_string()).c_str());
+    std::fprintf(stderr, "error: preparing %s: %s\n", opts.prefix.c_str(),
+                 clip_message(pre.to_string()).c_str());
     return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
                   pipe.downloaded_bytes, "");
   }

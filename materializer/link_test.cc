@@ -396,8 +396,9 @@ TEST_F(LinkTest, NoarchPythonUsesMajorMinorOfAFullPythonVersion) {
   tr.index()["noarch"] = "python";
   tr.index()["subdir"] = "noarch";
   tr.file("site-packages/tool/__init__.py", "x = 1\n");
-  tr.info("link.json",
-          json{{"noarch", {{"type", "python"}, {"entry_points", {"tool = tool.cli:main"}}}}}.dump());
+  tr.info(
+      "link.json",
+      json{{"noarch", {{"type", "python"}, {"entry_points", {"tool = tool.cli:main"}}}}}.dump());
   tr.finish();
   std::vector<LinkInput> in = {input(tr, ref("tool", "2.0", "pyhd8ed1ab_0"))};
   LinkOptions o = options();

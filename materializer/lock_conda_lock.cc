@@ -52,8 +52,9 @@ Status read_entry(const YAML::Node& entry, const std::string& path, PackageRef& 
   if (manager == "pip") {
     ref.kind = PackageKind::kPypi;
   } else if (manager != "conda") {
-    return input_error(path, ref.line,
-                       subject + ": unknown manager '" + printable(manager, 80) + "' (expected conda or pip)");
+    return input_error(
+        path, ref.line,
+        subject + ": unknown manager '" + printable(manager, 80) + "' (expected conda or pip)");
   }
   std::optional<std::string> url = scalar(entry, "url");
   if (!url || url->empty())

@@ -215,7 +215,7 @@ struct Reader {
   std::vector<std::string> find_links;
   bool no_index = false;
   std::vector<std::string> open_files;  // absolute paths being read, for cycles
-  std::vector<InputFile> included;       // every `-r` file read, with the sha256 of its bytes
+  std::vector<InputFile> included;      // every `-r` file read, with the sha256 of its bytes
   const LocalFiles* local_files = nullptr;  // where includes may be read from; null: anywhere
 
   Status read(std::string_view content, const std::string& path, const std::string& dir);
@@ -239,8 +239,9 @@ Status Reader::read(std::string_view content, const std::string& path, const std
 Status Reader::include(const std::string& target, const Logical& l, const std::string& path,
                        const std::string& dir) {
   if (has_url_scheme(target) && !is_file_url(target)) {
-    return input_error(path, l.line,
-                       "-r " + shown_url(target, 200) + ": remote requirement files are not supported");
+    return input_error(
+        path, l.line,
+        "-r " + shown_url(target, 200) + ": remote requirement files are not supported");
   }
   std::string file = file_url_to_path(resolve_location(target, dir));
   if (local_files != nullptr) {
@@ -253,9 +254,9 @@ Status Reader::include(const std::string& target, const Logical& l, const std::s
     file = *allowed;
   }
   if (std::find(open_files.begin(), open_files.end(), file) != open_files.end()) {
-    return input_error(path, l.line,
-                       "-r " + printable(target) + ": includes itself (cycle through " +
-                                           printable(file) + ")");
+    return input_error(
+        path, l.line,
+        "-r " + printable(target) + ": includes itself (cycle through " + printable(file) + ")");
   }
   if (open_files.size() >= static_cast<size_t>(kMaxIncludeDepth)) {
     return input_error(path, l.line, "-r " + printable(target) + ": includes nested too deeply");
@@ -360,16 +361,18 @@ Status collect_hashes(const std::vector<std::string>& tokens, const Logical& l,
     std::string algo = value.substr(0, colon == std::string::npos ? 0 : colon);
     if (algo != "sha256") {
       if (colon == std::string::npos || algo.empty()) {
-        return input_error(path, l.line,
-                           subject + ": --hash '" + printable(value, 80) + "' is not <algorithm>:<hex>");
+        return input_error(
+            path, l.line,
+            subject + ": --hash '" + printable(value, 80) + "' is not <algorithm>:<hex>");
       }
       other.push_back(algo);
       continue;
     }
     std::optional<std::string> hex = lower_hex(std::string_view(value).substr(colon + 1), 64);
     if (!hex) {
-      return input_error(path, l.line,
-                         subject + ": --hash '" + printable(value, 80) + "' is not sha256:<64 hex digits>");
+      return input_error(
+          path, l.line,
+          subject + ": --hash '" + printable(value, 80) + "' is not sha256:<64 hex digits>");
     }
     if (std::find(sha256.begin(), sha256.end(), *hex) == sha256.end()) sha256.push_back(*hex);
   }
@@ -463,7 +466,8 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
     if (rest.starts_with('[')) {  // extras: only change dependencies, which are pinned too
       size_t close = rest.find(']');
       if (close == std::string_view::npos) {
-        return input_error(path, l.line, "requirement '" + printable(req) + "': unclosed '[' of extras");
+        return input_error(path, l.line,
+                           "requirement '" + printable(req) + "': unclosed '[' of extras");
       }
       rest = trim(rest.substr(close + 1));
     }
@@ -486,7 +490,8 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
     }
   }
   std::vector<std::string> sha256, other;
-  std::string subject = ref.name.empty() ? "'" + printable(location) + "'" : "'" + printable(ref.name) + "'";
+  std::string subject =
+      ref.name.empty() ? "'" + printable(location) + "'" : "'" + printable(ref.name) + "'";
   MAT_RETURN_IF_ERROR(collect_hashes(split_ws(opts), l, path, subject, sha256, other));
   if (!location.empty()) {
     MAT_RETURN_IF_ERROR(direct_url(location, sha256, l, path, dir, ref));

@@ -577,12 +577,12 @@ TEST(PypiSpecifier, TableMatchesPackaging) {
 // (rc2 < rc10, a12 > a2, post10 > post2), dev sorts before its pre/post, local after public.
 TEST(PypiVersion, OrderingMatchesPackaging) {
   const char* const kSorted[] = {
-      "1.0.dev456",    "1.0a1",         "1.0a2.dev456",         "1.0a12.dev456",
-      "1.0a12",        "1.0b1.dev456",  "1.0b2",                "1.0b2.post345.dev456",
-      "1.0b2.post345", "1.0rc1.dev456", "1.0rc1",               "1.0rc2",
-      "1.0rc10",       "1.0",           "1.0+abc.5",            "1.0+abc.7",
-      "1.0+5",         "1.0+5.1",       "1.0.post2.dev1",       "1.0.post2",
-      "1.0.post10",    "1.0.post10+x",  "1.1.dev1",             "1.1a1",
+      "1.0.dev456",    "1.0a1",         "1.0a2.dev456",   "1.0a12.dev456",
+      "1.0a12",        "1.0b1.dev456",  "1.0b2",          "1.0b2.post345.dev456",
+      "1.0b2.post345", "1.0rc1.dev456", "1.0rc1",         "1.0rc2",
+      "1.0rc10",       "1.0",           "1.0+abc.5",      "1.0+abc.7",
+      "1.0+5",         "1.0+5.1",       "1.0.post2.dev1", "1.0.post2",
+      "1.0.post10",    "1.0.post10+x",  "1.1.dev1",       "1.1a1",
       "1.1",           "1.10",          "2!0.1"};
   const size_t n = std::size(kSorted);
   for (size_t i = 0; i < n; ++i) {
@@ -596,10 +596,10 @@ TEST(PypiVersion, OrderingMatchesPackaging) {
     }
   }
   // Spellings of one version compare equal.
-  for (auto [x, y] : {std::pair{"1.0rc1", "1.0c1"}, std::pair{"1.0RC2", "1.0rc2"},
-                      std::pair{"1.0.0", "1.0"}, std::pair{"1.0-1", "1.0.post1"},
-                      std::pair{"1.0alpha1", "1.0a1"}, std::pair{"1.0.dev", "1.0.dev0"},
-                      std::pair{"v1.0", "1.0"}, std::pair{"0!1.0", "1.0"}}) {
+  for (auto [x, y] :
+       {std::pair{"1.0rc1", "1.0c1"}, std::pair{"1.0RC2", "1.0rc2"}, std::pair{"1.0.0", "1.0"},
+        std::pair{"1.0-1", "1.0.post1"}, std::pair{"1.0alpha1", "1.0a1"},
+        std::pair{"1.0.dev", "1.0.dev0"}, std::pair{"v1.0", "1.0"}, std::pair{"0!1.0", "1.0"}}) {
     EXPECT_EQ(internal::compare(*internal::parse_version(x), *internal::parse_version(y)), 0)
         << x << " vs " << y;
   }

@@ -20,10 +20,18 @@ struct Hasher::Impl {
 Hasher::Hasher(HashKind kind) : kind_(kind), impl_(std::make_unique<Impl>()) {
   impl_->ctx = EVP_MD_CTX_new();
   switch (kind) {
-    case HashKind::kSha256: impl_->md = EVP_sha256(); break;
-    case HashKind::kMd5: impl_->md = EVP_md5(); break;
-    case HashKind::kSha384: impl_->md = EVP_sha384(); break;
-    case HashKind::kSha512: impl_->md = EVP_sha512(); break;
+    case HashKind::kSha256:
+      impl_->md = EVP_sha256();
+      break;
+    case HashKind::kMd5:
+      impl_->md = EVP_md5();
+      break;
+    case HashKind::kSha384:
+      impl_->md = EVP_sha384();
+      break;
+    case HashKind::kSha512:
+      impl_->md = EVP_sha512();
+      break;
   }
   reset();
 }

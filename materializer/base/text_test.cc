@@ -27,7 +27,8 @@ TEST(Text, PrintableEscapesAndCaps) {
   EXPECT_EQ(printable("a\xff\n"), "a\\xff\\x0a");
   EXPECT_EQ(printable(std::string(300, 'x'), 5), "xxxxx... (300 bytes)");
   // The default cap: a 20 MB value is echoed as 200 bytes and the marker.
-  EXPECT_EQ(printable(std::string(20'000'000, 'x')), std::string(200, 'x') + "... (20000000 bytes)");
+  EXPECT_EQ(printable(std::string(20'000'000, 'x')),
+            std::string(200, 'x') + "... (20000000 bytes)");
 }
 
 TEST(Text, ClipMessageKeepsHeadAndTailOnCharacterBoundaries) {
