@@ -143,6 +143,20 @@ class NoopOptionsTest(harness.MaterializerTestCase):
                     self.assertReinstalls(lock, prefix, *b)
                     self.assertNoop(lock, prefix, *b)
                     self.assertReinstalls(lock, prefix, *a)
+            # --python names a link: another interpreter behind the same path is another
+            # target (an upgrade moving python3 -> python3.12), so the stamp follows the link.
+            link = self.path("bin", "python3")
+            os.makedirs(os.path.dirname(link))
+            os.symlink(os.path.realpath(harness.SYSTEM_PYTHON), link)
+            self.assertReinstalls(lock, prefix, "--python", link)
+            self.assertNoop(lock, prefix, "--python", link)
+            other = self.path("other", "python3")
+            os.makedirs(os.path.dirname(other))
+            shutil.copy2(os.path.realpath(harness.SYSTEM_PYTHON), other)
+            os.unlink(link)
+            os.symlink(other, link)
+            self.assertReinstalls(lock, prefix, "--python", link)
+            self.assertNoop(lock, prefix, "--python", link)
             self.assertReinstalls(lock, prefix, "--python-version", "3.11", "--compile")
             pyc = [f for _, _, fs in os.walk(prefix) for f in fs if f.endswith(".pyc")]
             self.assertTrue(pyc, "--compile wrote no .pyc")
