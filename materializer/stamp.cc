@@ -53,6 +53,9 @@ std::string install_input_hash(const std::string& lock_bytes, const InstallOptio
   return h.hex();
 }
 
+// Included requirements files are read in full by the lock reader; none is near this.
+constexpr int64_t kMaxInputBytes = int64_t{64} << 20;
+
 bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
   if (path_exists(path_join(prefix, kIncompleteMarkerPath))) return false;
   auto text = read_file(path_join(prefix, kStampPath));
@@ -81,7 +84,14 @@ bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
           !in.value("sha256", nlohmann::json()).is_string()) {
         return false;
       }
-      Result<std::string> h = hash_file(in["path"].get<std::string>(), HashKind::kSha256);
+      // The stamp is as hostile as the prefix: hash regular files of lock size only (never
+      // a FIFO that blocks or /dev/zero that never ends).
+      const std::string path = in["path"].get<std::string>();
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxInputBytes) {
+        return false;
+      }
+      Result<std::string> h = hash_file(path, HashKind::kSha256);
       if (!h.ok() || *h != in["sha256"].get<std::string>()) return false;
     }
   }
