@@ -115,13 +115,18 @@ std::string urlsafe_b64_nopad(std::string_view bytes) {
 
 std::string record_hash_from_hex(std::string_view sha256_hex) {
   if (sha256_hex.size() != 64) return "";
-  std::string raw(32, '\0');
-  for (size_t i = 0; i < 32; ++i) {
-    int hi = hex_value(sha256_hex[2 * i]), lo = hex_value(sha256_hex[2 * i + 1]);
+  return record_hash_from_hex("sha256", sha256_hex);
+}
+
+std::string record_hash_from_hex(std::string_view algo, std::string_view hex) {
+  if (hex.empty() || hex.size() % 2 != 0) return "";
+  std::string raw(hex.size() / 2, '\0');
+  for (size_t i = 0; i < raw.size(); ++i) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) return "";
     raw[i] = static_cast<char>((hi << 4) | lo);
   }
-  return "sha256=" + urlsafe_b64_nopad(raw);
+  return std::string(algo) + "=" + urlsafe_b64_nopad(raw);
 }
 
 std::string record_hash_of(std::string_view data) { return record_hash_from_hex(sha256_hex(data)); }

@@ -38,6 +38,8 @@ std::string format_record(const std::vector<RecordRow>& rows);
 std::string urlsafe_b64_nopad(std::string_view bytes);
 // "sha256=<urlsafe b64 nopad>" for a lowercase/uppercase hex SHA-256 digest ("" if malformed).
 std::string record_hash_from_hex(std::string_view sha256_hex);
+// "<algo>=<urlsafe b64 nopad>" for any hex digest ("sha512", 128 hex digits); "" if malformed.
+std::string record_hash_from_hex(std::string_view algo, std::string_view hex);
 // "sha256=…" of `data`.
 std::string record_hash_of(std::string_view data);
 

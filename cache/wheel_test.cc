@@ -94,6 +94,50 @@ TEST_F(WheelExtractTest, Sha256MismatchIsRejected) {
        record_hash_of("print(2)\n") + ", file has " + record_hash_of("print(1)\n") + ")"});
 }
 
+std::string record_hash_with(HashKind kind, const char* algo, std::string_view data) {
+  Hasher h(kind);
+  h.update(data);
+  return record_hash_from_hex(algo, h.hex());
+}
+
+// PEP 427 allows sha384 and sha512 rows: they are checked by hash, not only by size (a
+// same-size replacement passed the size check before).
+TEST_F(WheelExtractTest, Sha384AndSha512RowsAreVerifiedByHash) {
+  const std::string body = "print(1)\n", other = "print(2)\n";  // same size
+  for (auto [kind, algo] :
+       {std::pair{HashKind::kSha384, "sha384"}, std::pair{HashKind::kSha512, "sha512"}}) {
+    SCOPED_TRACE(algo);
+    std::string right = record_hash_with(kind, algo, body);
+    ASSERT_EQ(right.size(), std::strlen(algo) + 1 + (kind == HashKind::kSha384 ? 64 : 86));
+    for (const std::string& row_hash : {right, right + (kind == HashKind::kSha512 ? "==" : "")}) {
+      std::vector<RecordRow> rows = {{"pkg/__init__.py", row_hash, "9"},
+                                     {"pkg-1.0.dist-info/RECORD", "", ""}};
+      auto m = std::vector<Member>{{"pkg/__init__.py", 'f', body},
+                                   {"pkg-1.0.dist-info/RECORD", 'f', format_record(rows)}};
+      ASSERT_TRUE(remove_all(dest_).ok());
+      ASSERT_TRUE(make_dirs(dest_).ok());
+      auto r = extract(testing::make_zip(m));
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+    }
+    std::string wrong = record_hash_with(kind, algo, other);
+    std::vector<RecordRow> rows = {{"pkg/__init__.py", wrong, "9"},
+                                   {"pkg-1.0.dist-info/RECORD", "", ""}};
+    auto m = std::vector<Member>{{"pkg/__init__.py", 'f', body},
+                                 {"pkg-1.0.dist-info/RECORD", 'f', format_record(rows)}};
+    ASSERT_TRUE(remove_all(dest_).ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    expect_corrupt(extract(testing::make_zip(m)),
+                   {std::string(kName) + ": pkg/__init__.py: " + algo +
+                    " mismatch with RECORD (RECORD says " + wrong + ", file has " + right + ")"});
+    // A digest of the wrong length for its algorithm (a truncated sha512) is a mismatch too.
+    rows[0].hash = right.substr(0, right.size() - 4);
+    m[1].data = format_record(rows);
+    ASSERT_TRUE(remove_all(dest_).ok());
+    ASSERT_TRUE(make_dirs(dest_).ok());
+    expect_corrupt(extract(testing::make_zip(m)), {"pkg/__init__.py", "mismatch with RECORD"});
+  }
+}
+
 TEST_F(WheelExtractTest, SizeMismatchIsRejected) {
   std::vector<RecordRow> rows = {{"pkg/__init__.py", record_hash_of("print(1)\n"), "10"},
                                  {"pkg-1.0.dist-info/RECORD", "", ""}};

@@ -722,6 +722,31 @@ TEST(ZipLayoutTest, MethodAndFlagsMustAgree) {
       << r.status().message();
 }
 
+// Each of the three values the local header repeats (CRC-32, compressed size, size) must agree
+// with the central directory's on its own: a stored member whose local CRC-32 alone differs
+// is a second version of the member for a reader that trusts the local header.
+TEST(ZipLayoutTest, LocalCrcSizesMustEachAgree) {
+  TempDir dir;
+  RawEntry listed = {"a", "data"};
+  for (int field = 0; field < 3; ++field) {
+    SCOPED_TRACE(field);
+    RawEntry local = listed;
+    if (field == 0) local.crc = testing::crc32_of("dat4");
+    if (field == 1) local.comp_size = 3;
+    if (field == 2) local.size = 5;
+    RawZip z;
+    z.central(listed, z.local(local));
+    auto r = layout_of(z.finish(), dir);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("the local header gives"), std::string::npos)
+        << r.status().message();
+  }
+  RawZip same;
+  same.central(listed, same.local(listed));
+  auto ok = layout_of(same.finish(), dir);
+  EXPECT_TRUE(ok.ok()) << ok.status().to_string();
+}
+
 // Names in messages cannot smuggle control characters or invalid UTF-8 into terminals and
 // the JSON report.
 TEST(ZipLayoutTest, MemberNamesInMessagesArePrintable) {

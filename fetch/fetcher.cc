@@ -220,7 +220,7 @@ std::optional<std::string> resolve_url(const char* base, const std::string& loca
 
 // A URL for a message: credentials removed, cut to kMaxQuotedUrl.
 std::string quote_url(std::string_view url) {
-  std::string r = redact_url(url);
+  std::string r = shown_url(url);
   if (r.size() > kMaxQuotedUrl) {
     r.resize(kMaxQuotedUrl);
     r += "...";
@@ -620,7 +620,7 @@ int FetcherImpl::poll_timeout_ms() const {
 void FetcherImpl::admit(Request req, bool cancelled) {
   auto t = std::make_unique<Transfer>();
   t->req = std::move(req);
-  t->redacted_url = redact_url(t->req.url);
+  t->redacted_url = shown_url(t->req.url);
   t->is_file = is_file_url(t->req.url);
   t->is_https =
       t->req.url.size() >= 8 && iequals(std::string_view(t->req.url).substr(0, 8), "https://");
@@ -952,7 +952,7 @@ void FetcherImpl::complete(Transfer& t, Status status) {
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.http_status);
     char* eff = nullptr;
     if (curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff != nullptr) {
-      r.effective_url = redact_url(eff);
+      r.effective_url = shown_url(eff);
     }
     long version = 0;
     curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);

@@ -652,7 +652,7 @@ class Pipeline {
     auto check = [&](const char* what, const std::string& want, const std::string& got) {
       if (want.empty() || want == got) return Status::Ok();
       return HashMismatch(std::string(what) + " mismatch: expected " + want + ", got " + got +
-                          " (" + std::to_string(r.bytes) + " bytes from " + redact_url(ref.url) +
+                          " (" + std::to_string(r.bytes) + " bytes from " + shown_url(ref.url) +
                           ")" + fetch::unexpected_content_type_note(r.content_type));
     };
     if (!ref.sha256.empty()) return check("sha256", ref.sha256, r.sha256);
@@ -704,7 +704,7 @@ Status check_local_source(std::string& url, const LocalFiles& files, const std::
   if (url.empty()) return Status::Ok();
   if (url_scheme_is_file(url)) {
     if (!is_file_url(url)) {
-      return InvalidInput(where + ": " + printable(redact_url(url)) +
+      return InvalidInput(where + ": " + shown_url(url, 200) +
                           ": write local files as file:///absolute/path");
     }
     Result<std::string> ok = files.check_url(url);
@@ -829,7 +829,7 @@ void print_plan(const std::vector<PackageRef>& plan, const cache::Store* store,
                    r.sha256.empty() ? r.md5 : r.sha256};
     bool cached = store && store->find_tree(key).has_value();
     std::printf("%-6s %-40s %s%s\n", r.kind == PackageKind::kPypi ? "pypi" : "conda",
-                label(r).c_str(), redact_url(r.url).c_str(), cached ? "  [cached]" : "");
+                label(r).c_str(), shown_url(r.url).c_str(), cached ? "  [cached]" : "");
   }
   std::printf("%zu packages\n", plan.size());
 }
@@ -841,8 +841,9 @@ void print_failures(const std::vector<PkgState>& states, size_t total) {
   std::fprintf(stderr, "error: %zu of %zu packages failed:\n", failed, total);
   for (const auto& s : states) {
     if (s.status.ok()) continue;
-    std::fprintf(stderr, "  %s\n    url:   %s\n    error: %s\n", label(*s.ref).c_str(),
-                 redact_url(s.ref->url).c_str(), s.status.to_string().c_str());
+    std::fprintf(stderr, "  %s\n    url:   %s\n    error: %s\n",
+                 clip_message(label(*s.ref)).c_str(), shown_url(s.ref->url).c_str(),
+                 clip_message(s.status.to_string()).c_str());
     const char* hint = hint_for(s.status.code());
     if (*hint) std::fprintf(stderr, "    fix:   %s\n", hint);
   }
@@ -890,7 +891,8 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
     if (s.attempts > 1) p["attempts"] = s.attempts;
     if (s.streamed) p["streamed"] = true;
     if (!s.warnings.empty()) p["warnings"] = s.warnings;
-    p["error"] = s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(s.status.message());
+    p["error"] =
+        s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(clip_message(s.status.message()));
     pkgs.push_back(std::move(p));
   }
   j["packages"] = std::move(pkgs);
@@ -912,7 +914,8 @@ int finish(const InstallOptions& opts, const LockFile* lock, const std::vector<P
                          link_wall, dl_bytes, link_mode);
     Status st = write_file_atomic(opts.report_path, dump_json(j, 2) + "\n");
     if (!st.ok()) {
-      std::fprintf(stderr, "warning: could not write report: %s\n", st.to_string().c_str());
+      std::fprintf(stderr, "warning: could not write report: %s\n",
+                   clip_message(st.to_string()).c_str());
     }
   }
   return exit_code;
@@ -961,7 +964,9 @@ int run_install(const InstallOptions& in) {
     ~TraceWriter() {
       if (!trace.enabled()) return;
       Status st = trace.write(path);
-      if (!st.ok()) std::fprintf(stderr, "warning: trace: %s\n", st.to_string().c_str());
+      if (!st.ok()) {
+        std::fprintf(stderr, "warning: trace: %s\n", clip_message(st.to_string()).c_str());
+      }
     }
   } trace_writer{trace, opts.trace_path};
 
@@ -969,12 +974,12 @@ int run_install(const InstallOptions& in) {
   // input is left alone after a few stats (no parsing, no cache, no per-file work).
   auto lock_bytes = read_lock_bytes(opts.lock_path, opts.max_lock_bytes);
   if (!lock_bytes.ok()) {
-    std::fprintf(stderr, "error: %s\n", lock_bytes.status().message().c_str());
+    std::fprintf(stderr, "error: %s\n", clip_message(lock_bytes.status().message()).c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
   }
   auto local_files = LocalFiles::make(opts.lock_path, opts.allow_file_urls);
   if (!local_files.ok()) {
-    std::fprintf(stderr, "error: %s\n", local_files.status().message().c_str());
+    std::fprintf(stderr, "error: %s\n", clip_message(local_files.status().message()).c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
   }
   opts.selection.max_bytes = opts.max_lock_bytes;
@@ -992,13 +997,13 @@ int run_install(const InstallOptions& in) {
   auto lock = parse_lock(*lock_bytes, opts.lock_path, opts.selection);
   std::string().swap(*lock_bytes);  // up to --max-lock-size, not needed any more
   if (!lock.ok()) {
-    std::fprintf(stderr, "error: %s\n", lock.status().message().c_str());
+    std::fprintf(stderr, "error: %s\n", clip_message(lock.status().message()).c_str());
     return finish(opts, nullptr, no_states, 2, t0, 0, 0, 0, 0, "");
   }
   // Every local file the run could read (file:// URLs, local paths, index and find-links
   // folders), checked against --allow-file-urls before anything is read or requested.
   if (Status local = check_local_sources(*lock, opts, *local_files); !local.ok()) {
-    std::fprintf(stderr, "error: %s\n", local.message().c_str());
+    std::fprintf(stderr, "error: %s\n", clip_message(local.message()).c_str());
     return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
   }
   // The cache before anything is fetched (index pages included): one that another user could
@@ -1015,7 +1020,7 @@ int run_install(const InstallOptions& in) {
       !store.ok() && opts.dry_run && store.status().code() != Code::kInvalidInput;
   if (!store.ok() && !plan_without_cache) {
     std::fprintf(stderr, "error: cache %s: %s\n", opts.cache_dir.c_str(),
-                 store.status().to_string().c_str());
+                 clip_message(store.status().to_string()).c_str());
     int code = store.status().code() == Code::kInvalidInput ? 2 : 1;
     return finish(opts, &*lock, no_states, code, t0, 0, 0, 0, 0, "");
   }
@@ -1038,12 +1043,12 @@ int run_install(const InstallOptions& in) {
   po.stall_timeout_s = opts.stall_timeout_s;
   auto pyplan = plan_pypi(*lock, po);
   if (!pyplan.ok()) {
-    std::fprintf(stderr, "error: %s\n", pyplan.status().message().c_str());
+    std::fprintf(stderr, "error: %s\n", clip_message(pyplan.status().message()).c_str());
     int code = pyplan.status().code() == Code::kInvalidInput ? 2 : 1;
     return finish(opts, &*lock, no_states, code, t0, 0, 0, 0, 0, "");
   }
   if (opts.verbosity > 0) {
-    for (const auto& n : pyplan->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+    for (const auto& n : pyplan->notes) std::fprintf(stderr, "note: %s\n", clip_message(n).c_str());
   }
   // The download plan: conda packages in lock order, then the wheels in lock order. The conda
   // entries move: a lock's entries are its biggest structure (~800 bytes each), and only the
@@ -1057,7 +1062,7 @@ int run_install(const InstallOptions& in) {
   for (auto& w : pyplan->wheels) plan.push_back(std::move(w));
   Status selected = check_selection(*lock, plan, n_conda, opts.selection, pyplan->notes.size());
   if (!selected.ok()) {
-    std::fprintf(stderr, "error: %s\n", selected.message().c_str());
+    std::fprintf(stderr, "error: %s\n", clip_message(selected.message()).c_str());
     return finish(opts, &*lock, no_states, 2, t0, 0, 0, 0, 0, "");
   }
   if (opts.dry_run) {
@@ -1099,7 +1104,7 @@ int run_install(const InstallOptions& in) {
   }
   if (!st.ok()) {
     progress.stop();
-    std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
+    std::fprintf(stderr, "error: %s\n", clip_message(st.to_string()).c_str());
     return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
                   pipe.downloaded_bytes, "");
   }
@@ -1194,7 +1199,8 @@ int run_install(const InstallOptions& in) {
   }
   if (!pre.ok()) {
     progress.stop();
-    std::fprintf(stderr, "error: preparing %s: %s\n", opts.prefix.c_str(), pre.to_string().c_str());
+    std::fprintf(stderr, "error: preparing %s: %s\n", opts.prefix.c_str(),
+                 clip_message(pre.to_string()).c_str());
     return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall, 0,
                   pipe.downloaded_bytes, "");
   }
@@ -1246,13 +1252,13 @@ int run_install(const InstallOptions& in) {
   }
   if (!summary.ok()) {
     std::fprintf(stderr, "error: linking into %s: %s\n", opts.prefix.c_str(),
-                 summary.status().to_string().c_str());
+                 clip_message(summary.status().to_string()).c_str());
     return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall,
                   link_wall, pipe.downloaded_bytes, "");
   }
   if (!wsummary.ok()) {
     std::fprintf(stderr, "error: installing wheels into %s: %s\n", opts.prefix.c_str(),
-                 wsummary.status().to_string().c_str());
+                 clip_message(wsummary.status().to_string()).c_str());
     return finish(opts, &*lock, states, 1, t0, pipe.download_wall, pipe.fetch_extract_wall,
                   link_wall, pipe.downloaded_bytes, "");
   }
@@ -1294,7 +1300,7 @@ int run_install(const InstallOptions& in) {
     // own name/version/build never become a path.
     std::vector<std::string> recorded;
     for (size_t i = 0; i < n_conda; ++i) recorded.push_back(summary->results[i].record_file);
-    Status stamped = write_stamp(opts.prefix, input_hash, recorded);
+    Status stamped = write_stamp(opts.prefix, input_hash, recorded, lock->input_files);
     if (!stamped.ok()) progress.line("warning: no-op stamp not written: " + stamped.to_string());
     progress.line("linked " + std::to_string(files) + " files (" + mode + ") in " +
                   std::to_string(link_wall).substr(0, 5) + " s");
@@ -1315,13 +1321,13 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
   auto store = cache::Store::open(cache_dir, posix_fs(), so);
   if (!store.ok()) {
     std::fprintf(stderr, "error: cache %s: %s\n", cache_dir.c_str(),
-                 store.status().to_string().c_str());
+                 clip_message(store.status().to_string()).c_str());
     return store.status().code() == Code::kInvalidInput ? 2 : 1;
   }
   if (what == "stats") {
     auto s = (*store)->stats();
     if (!s.ok()) {
-      std::fprintf(stderr, "error: %s\n", s.status().to_string().c_str());
+      std::fprintf(stderr, "error: %s\n", clip_message(s.status().to_string()).c_str());
       return 1;
     }
     if (json) {
@@ -1347,7 +1353,7 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
   if (what == "verify") {
     auto problems = (*store)->verify();
     if (!problems.ok()) {
-      std::fprintf(stderr, "error: %s\n", problems.status().to_string().c_str());
+      std::fprintf(stderr, "error: %s\n", clip_message(problems.status().to_string()).c_str());
       return 1;
     }
     for (const auto& p : *problems) {
@@ -1371,7 +1377,7 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
   if (what == "clean") {
     Status st = (*store)->clean(all);
     if (!st.ok()) {
-      std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
+      std::fprintf(stderr, "error: %s\n", clip_message(st.to_string()).c_str());
       return 1;
     }
     std::printf("cleaned %s%s\n", cache_dir.c_str(), all ? " (all entries)" : " (temp files)");

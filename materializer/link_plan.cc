@@ -106,7 +106,7 @@ Result<std::vector<PathEntry>> read_paths_json(const std::string& path) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return NotFound(path);
     return Corrupt(path + ": cannot read: " + simdjson::error_message(err) +
-                   "; retry with --refresh");
+                   "; the cache entry may be damaged: run `materializer cache verify`");
   }
   // A huge paths.json leaves the parser holding buffers sized for it, ~10x the text (200k
   // paths: 41 MB of text, ~450 MB reserved, ~65 MB touched): they go back as soon as it is
@@ -118,7 +118,9 @@ Result<std::vector<PathEntry>> read_paths_json(const std::string& path) {
     }
   } release{text.size()};
   auto malformed = [&](const std::string& why) {
-    return Corrupt(path + ": malformed metadata: " + why + "; retry with --refresh");
+    return Corrupt(path + ": malformed metadata: " + why +
+                   "; the package is malformed (remove it from the lock), or its cache entry "
+                   "was changed (run `materializer cache verify`)");
   };
   simdjson::dom::element root;
   if (auto err = parser.parse(text).get(root); err != simdjson::SUCCESS) {
@@ -392,13 +394,16 @@ std::string noarch_python_target(const std::string& path, const std::string& pyt
 Result<PackagePlan> load_package_plan(const std::string& tree, const PlanContext& ctx) {
   if (tree.empty()) return NotFound("no extracted package to link (an earlier stage failed)");
   if (!is_dir(tree)) {
-    return NotFound(tree + ": extracted package not found in the cache; retry with --refresh");
+    return NotFound(tree +
+                    ": extracted package not found in the cache (removed while installing?); "
+                    "rerun the same command");
   }
   try {
     return load_plan_unchecked(tree, ctx);
   } catch (const nlohmann::json::exception& e) {
     return Corrupt(path_join(tree, "info") + ": malformed metadata: " + e.what() +
-                   "; retry with --refresh");
+                   "; the package is malformed (remove it from the lock), or its cache entry "
+                   "was changed (run `materializer cache verify`)");
   }
 }
 

@@ -391,6 +391,29 @@ TEST_F(LinkTest, NoarchPythonMapsPathsAndWritesEntryPoints) {
   EXPECT_EQ(r["noarch"], "python");
 }
 
+// `--python-version 3.11.7` is accepted: the launcher and site-packages still use X.Y only
+// (conda's python is bin/python3.11, never bin/python3.11.7).
+TEST_F(LinkTest, NoarchPythonUsesMajorMinorOfAFullPythonVersion) {
+  Tree tr = tree("tool", "2.0", "pyhd8ed1ab_0");
+  tr.index()["noarch"] = "python";
+  tr.index()["subdir"] = "noarch";
+  tr.file("site-packages/tool/__init__.py", "x = 1\n");
+  tr.info(
+      "link.json",
+      json{{"noarch", {{"type", "python"}, {"entry_points", {"tool = tool.cli:main"}}}}}.dump());
+  tr.finish();
+  std::vector<LinkInput> in = {input(tr, ref("tool", "2.0", "pyhd8ed1ab_0"))};
+  LinkOptions o = options();
+  o.python_version = "3.11.7";
+  Result<LinkSummary> s = link_packages(in, o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(s->results[0].status.ok()) << s->results[0].status.to_string();
+  EXPECT_EQ(slurp(p("lib/python3.11/site-packages/tool/__init__.py")), "x = 1\n");
+  EXPECT_FALSE(path_exists(p("lib/python3.11.7")));
+  std::string ep = slurp(p("bin/tool"));
+  EXPECT_EQ(ep.substr(0, ep.find('\n')), "#!" + prefix_ + "/bin/python3.11") << ep;
+}
+
 TEST_F(LinkTest, NoarchPythonWithoutPythonVersionFailsOnlyThatPackage) {
   Tree py = tree("six", "1.16", "pyh_0");
   py.index()["noarch"] = "python";

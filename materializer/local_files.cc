@@ -100,7 +100,7 @@ Result<std::string> LocalFiles::resolve_and_check(const std::string& path,
 }
 
 Result<std::string> LocalFiles::check_url(std::string_view url) const {
-  const std::string shown = printable(redact_url(url));
+  const std::string shown = shown_url(url, 200);
   std::string path = file_url_to_path(url);
   if (path.empty()) {
     return InvalidInput(shown + ": not a local file URL (file:///path; no host)");

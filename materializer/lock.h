@@ -132,6 +132,13 @@ struct LockSelection {
   const LocalFiles* local_files = nullptr;
 };
 
+// A file besides the lock itself whose bytes decided the result (a requirements.txt `-r`
+// include): the no-op stamp re-hashes it, since the lock's own bytes do not cover it.
+struct InputFile {
+  std::string path;    // absolute, as read
+  std::string sha256;  // of the bytes parsed
+};
+
 struct LockFile {
   LockFormat format = LockFormat::kExplicit;
   int version = 0;  // format version: 1 for conda-lock, 4-7 for pixi, 0 for @EXPLICIT and
@@ -146,6 +153,7 @@ struct LockFile {
   std::vector<std::string> entry_platforms;  // conda platforms of those entries (subdirs for
                                              // @EXPLICIT), first seen first; "" not listed
   IndexSettings index;                 // from the lock (requirements.txt), may be empty
+  std::vector<InputFile> input_files;  // other files read (requirements `-r` includes)
 
   // ---- PyPI formats
   std::string requires_python;  // file-level PEP 440 specifier set (pylock, uv.lock, poetry

@@ -35,7 +35,7 @@ Status read_conda_hashes(const YAML::Node& entry, const std::string& path, Packa
     if (!hex) {
       return input_error(path, line_of(child(hash, f.key)),
                          "package '" + ref.name + "': field 'hash." + f.key + "' is not " +
-                             std::to_string(f.len) + " hex digits: '" + *v + "'");
+                             std::to_string(f.len) + " hex digits: '" + printable(*v, 80) + "'");
     }
     *f.out = *hex;
   }
@@ -52,8 +52,9 @@ Status read_entry(const YAML::Node& entry, const std::string& path, PackageRef& 
   if (manager == "pip") {
     ref.kind = PackageKind::kPypi;
   } else if (manager != "conda") {
-    return input_error(path, ref.line,
-                       subject + ": unknown manager '" + manager + "' (expected conda or pip)");
+    return input_error(
+        path, ref.line,
+        subject + ": unknown manager '" + printable(manager, 80) + "' (expected conda or pip)");
   }
   std::optional<std::string> url = scalar(entry, "url");
   if (!url || url->empty())

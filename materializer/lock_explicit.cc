@@ -8,6 +8,7 @@
 #include <cctype>
 #include <string_view>
 
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/lock_internal.h"
 
@@ -74,7 +75,7 @@ Status parse_entry(std::string_view line, int line_no, const std::string& path,
   if (hash_pos != std::string_view::npos &&
       !set_hash_from_fragment(line.substr(hash_pos + 1), ref)) {
     return input_error(path, line_no,
-                       "malformed hash fragment '#" + std::string(line.substr(hash_pos + 1)) +
+                       "malformed hash fragment '#" + printable(line.substr(hash_pos + 1), 80) +
                            "': expected #<32 hex md5>, #<64 hex sha256> or #sha256:<64 hex>");
   }
   return Status::Ok();
@@ -124,8 +125,9 @@ Result<LockFile> parse_explicit(std::string_view content, const std::string& pat
     lock.platforms.push_back(declared);
     if (declared != sel.platform) {
       return input_error(path, declared_line,
-                         "lock is for " + declared + ", target is " + sel.platform +
-                             "; pass --platform " + declared);
+                         "lock is for " + printable(declared, 80) + ", target is " +
+                             printable(sel.platform, 80) + "; pass --platform " +
+                             printable(declared, 80));
     }
     lock.packages = std::move(all);
   } else {

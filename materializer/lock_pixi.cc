@@ -17,6 +17,7 @@
 // `conda_source:` entries are source builds, which we refuse with a clear message.
 #include <unordered_map>
 
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/lock_internal.h"
 
@@ -97,7 +98,7 @@ Status read_conda_digests(const YAML::Node& pkg, const std::string& path, Packag
     if (!hex) {
       return input_error(path, line_of(child(pkg, f.key)),
                          "package '" + ref.file_name + "': field '" + f.key + "' is not " +
-                             std::to_string(f.len) + " hex digits: '" + *v + "'");
+                             std::to_string(f.len) + " hex digits: '" + printable(*v, 80) + "'");
     }
     *f.out = *hex;
   }
@@ -290,7 +291,7 @@ Result<LockFile> parse_pixi(const YAML::Node& root, const std::string& path,
       if (!pkg) {
         return input_error(path, line,
                            "environment '" + sel.environment + "' (" + sel.platform +
-                               ") refers to conda package '" + loc->location +
+                               ") refers to conda package '" + shown_url(loc->location, 200) +
                                "', which is not listed under 'packages:'");
       }
       MAT_RETURN_IF_ERROR(read_conda(*pkg, loc->location, path, lock_dir, ref));

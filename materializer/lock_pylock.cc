@@ -13,6 +13,7 @@
 // notion of top-level packages, and installing a lock names all of its packages.
 // Markers may use the PEP 751 variables `extras` and `dependency_groups`; they are kept as
 // written (LockFile::default_groups carries the file's default-groups for evaluating them).
+#include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/lock_toml_internal.h"
 
@@ -43,7 +44,7 @@ Status read_file_table(const toml::table& t, const TomlField& f, int line,
   std::optional<std::string> hex = lower_hex(sha, 64);
   if (!hex) {
     return f.error(hashes->get("sha256"), here, "hashes.sha256",
-                   "is not 64 hex digits: '" + sha + "'");
+                   "is not 64 hex digits: '" + printable(sha, 80) + "'");
   }
   out.sha256 = *hex;
   return Status::Ok();
@@ -163,7 +164,7 @@ Result<LockFile> parse_pylock(const toml::table& root, const std::string& path,
   // PEP 751: refuse an unknown major version; a newer minor version only adds fields.
   if (!(version == "1" || version.starts_with("1."))) {
     return input_error(path, toml_line(*root.get("lock-version")),
-                       "unsupported pylock lock-version '" + version +
+                       "unsupported pylock lock-version '" + printable(version, 80) +
                            "': supported 1.x; re-lock with a tool that writes PEP 751 1.0");
   }
   lock.version = 1;

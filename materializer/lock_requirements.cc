@@ -18,6 +18,7 @@
 #include <cctype>
 
 #include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
 #include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/local_files.h"
@@ -214,6 +215,7 @@ struct Reader {
   std::vector<std::string> find_links;
   bool no_index = false;
   std::vector<std::string> open_files;  // absolute paths being read, for cycles
+  std::vector<InputFile> included;      // every `-r` file read, with the sha256 of its bytes
   const LocalFiles* local_files = nullptr;  // where includes may be read from; null: anywhere
 
   Status read(std::string_view content, const std::string& path, const std::string& dir);
@@ -237,8 +239,9 @@ Status Reader::read(std::string_view content, const std::string& path, const std
 Status Reader::include(const std::string& target, const Logical& l, const std::string& path,
                        const std::string& dir) {
   if (has_url_scheme(target) && !is_file_url(target)) {
-    return input_error(path, l.line,
-                       "-r " + redact_url(target) + ": remote requirement files are not supported");
+    return input_error(
+        path, l.line,
+        "-r " + shown_url(target, 200) + ": remote requirement files are not supported");
   }
   std::string file = file_url_to_path(resolve_location(target, dir));
   if (local_files != nullptr) {
@@ -251,11 +254,12 @@ Status Reader::include(const std::string& target, const Logical& l, const std::s
     file = *allowed;
   }
   if (std::find(open_files.begin(), open_files.end(), file) != open_files.end()) {
-    return input_error(path, l.line,
-                       "-r " + target + ": includes itself (cycle through " + file + ")");
+    return input_error(
+        path, l.line,
+        "-r " + printable(target) + ": includes itself (cycle through " + printable(file) + ")");
   }
   if (open_files.size() >= static_cast<size_t>(kMaxIncludeDepth)) {
-    return input_error(path, l.line, "-r " + target + ": includes nested too deeply");
+    return input_error(path, l.line, "-r " + printable(target) + ": includes nested too deeply");
   }
   Result<std::string> content = read_file(file);
   if (!content.ok()) {
@@ -264,6 +268,7 @@ Status Reader::include(const std::string& target, const Logical& l, const std::s
                                 ": cannot read included requirements file: " + s.message());
   }
   open_files.push_back(file);
+  included.push_back(InputFile{file, sha256_hex(*content)});
   Status st = read(*content, file, dir_name(file));
   open_files.pop_back();
   return st;
@@ -303,7 +308,7 @@ Status Reader::option_line(const Logical& l, const std::string& path, const std:
         break;
       case Opt::kEditable:
         return input_error(path, l.line,
-                           "editable requirement '-e " + value +
+                           "editable requirement '-e " + printable(value) +
                                "': editable installs are out of scope; install the project "
                                "separately");
       case Opt::kHash:
@@ -356,16 +361,18 @@ Status collect_hashes(const std::vector<std::string>& tokens, const Logical& l,
     std::string algo = value.substr(0, colon == std::string::npos ? 0 : colon);
     if (algo != "sha256") {
       if (colon == std::string::npos || algo.empty()) {
-        return input_error(path, l.line,
-                           subject + ": --hash '" + value + "' is not <algorithm>:<hex>");
+        return input_error(
+            path, l.line,
+            subject + ": --hash '" + printable(value, 80) + "' is not <algorithm>:<hex>");
       }
       other.push_back(algo);
       continue;
     }
     std::optional<std::string> hex = lower_hex(std::string_view(value).substr(colon + 1), 64);
     if (!hex) {
-      return input_error(path, l.line,
-                         subject + ": --hash '" + value + "' is not sha256:<64 hex digits>");
+      return input_error(
+          path, l.line,
+          subject + ": --hash '" + printable(value, 80) + "' is not sha256:<64 hex digits>");
     }
     if (std::find(sha256.begin(), sha256.end(), *hex) == sha256.end()) sha256.push_back(*hex);
   }
@@ -389,7 +396,7 @@ void split_options(const std::string& text, std::string& req, std::string& opts)
 Status direct_url(const std::string& location, const std::vector<std::string>& sha256,
                   const Logical& l, const std::string& path, const std::string& dir,
                   PackageRef& ref) {
-  std::string subject = ref.name.empty() ? location : "'" + ref.name + "'";
+  std::string subject = ref.name.empty() ? printable(location) : "'" + printable(ref.name) + "'";
   if (is_vcs(location)) {
     ref.url = location;
     ref.source_kind = location.starts_with("git+") ? "git" : "vcs";
@@ -420,7 +427,7 @@ Status direct_url(const std::string& location, const std::vector<std::string>& s
     if (!is_file_url(ref.url)) {
       return input_error(
           path, l.line,
-          subject + ": " + redact_url(ref.url) + " is neither a wheel nor a source archive");
+          subject + ": " + shown_url(ref.url, 200) + " is neither a wheel nor a source archive");
     }
     ref.source_kind = "directory";  // a local project directory
     if (ref.name.empty()) ref.name = ref.file_name;
@@ -459,7 +466,8 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
     if (rest.starts_with('[')) {  // extras: only change dependencies, which are pinned too
       size_t close = rest.find(']');
       if (close == std::string_view::npos) {
-        return input_error(path, l.line, "requirement '" + req + "': unclosed '[' of extras");
+        return input_error(path, l.line,
+                           "requirement '" + printable(req) + "': unclosed '[' of extras");
       }
       rest = trim(rest.substr(close + 1));
     }
@@ -478,11 +486,12 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
       }
     }
     if (ref.name.empty()) {
-      return input_error(path, l.line, "cannot read requirement '" + req + "'");
+      return input_error(path, l.line, "cannot read requirement '" + printable(req) + "'");
     }
   }
   std::vector<std::string> sha256, other;
-  std::string subject = ref.name.empty() ? "'" + location + "'" : "'" + ref.name + "'";
+  std::string subject =
+      ref.name.empty() ? "'" + printable(location) + "'" : "'" + printable(ref.name) + "'";
   MAT_RETURN_IF_ERROR(collect_hashes(split_ws(opts), l, path, subject, sha256, other));
   if (!location.empty()) {
     MAT_RETURN_IF_ERROR(direct_url(location, sha256, l, path, dir, ref));
@@ -498,7 +507,7 @@ Status Reader::requirement_line(const Logical& l, const std::string& path, const
   }
   if (version.empty() || version.find_first_of("*,<>=!~()") != std::string::npos) {
     return input_error(path, l.line,
-                       "requirement '" + req +
+                       "requirement '" + printable(req) +
                            "' is not pinned with ==<version>: materializer "
                            "installs locked requirements only (generate them with pip-compile "
                            "--generate-hashes)");
@@ -589,6 +598,7 @@ Result<LockFile> parse_requirements(std::string_view content, const std::string&
   }
   lock.index.find_links = std::move(r.find_links);
   lock.index.no_index = r.no_index;
+  lock.input_files = std::move(r.included);
   return lock;
 }
 

@@ -250,6 +250,19 @@ TEST_F(LocalFilesTest, LockFolderByDefaultResolvedWithRealpath) {
       << host.status().message();
 }
 
+// A sibling whose name starts with the allowed folder's ("lock" vs "lock-evil") is outside it:
+// the match is on whole path components, not on a string prefix.
+TEST_F(LocalFilesTest, ASiblingWithTheSameNamePrefixIsOutside) {
+  ASSERT_TRUE(make_dirs(root_ + "/lock-evil").ok());
+  ASSERT_TRUE(write_file_atomic(root_ + "/lock-evil/x.conda", "x").ok());
+  auto files = LocalFiles::make(root_ + "/lock/l.txt", {});
+  ASSERT_TRUE(files.ok()) << files.status().to_string();
+  auto r = files->check_url("file://" + root_ + "/lock-evil/x.conda");
+  EXPECT_EQ(r.status().code(), Code::kInvalidInput) << r.status().to_string();
+  EXPECT_FALSE(files->check_path(root_ + "/lockx").ok());
+  EXPECT_TRUE(files->check_path(root_ + "/lock").ok());
+}
+
 TEST_F(LocalFilesTest, AllowedFoldersAddToTheLockFolder) {
   auto files = LocalFiles::make(root_ + "/lock/l.txt", {root_ + "/lock/link"});
   ASSERT_TRUE(files.ok());

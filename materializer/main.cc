@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fetch/fetcher.h"
+#include "materializer/base/text.h"
 #include "materializer/install.h"
 #include "materializer/interrupt.h"
 
@@ -198,7 +199,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", mat::clip_message(e.what()).c_str());
     return 1;
   }
 }

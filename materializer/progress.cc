@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "materializer/base/text.h"
+
 namespace mat {
 
 std::string human_bytes(int64_t n) {
@@ -44,7 +46,7 @@ void Progress::line(const std::string& text) {
   if (verbosity_ <= 0) return;
   std::lock_guard<std::mutex> lock(mu_);
   if (tty_ && running_) std::fputs("\r\033[K", stderr);
-  std::fprintf(stderr, "%s\n", text.c_str());
+  std::fprintf(stderr, "%s\n", clip_message(text).c_str());
 }
 
 void Progress::detail(const std::string& text) {

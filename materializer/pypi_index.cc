@@ -153,11 +153,11 @@ PagePlan plan_pages(const std::vector<PackageRef>& refs, const IndexOptions& opt
       Page p;
       p.index = static_cast<int>(k);
       p.url = roots[k] + "/" + name + "/";
-      p.label = redact_url(p.url);
+      p.label = shown_url(p.url);
       // A static file:// index keeps each project page as <dir>/index.html.
       if (is_file_url(p.url)) p.url += "index.html";
       if (!plan.index_reachable[k]) {
-        p.status = NotFound(redact_url(roots[k]) + ": index directory does not exist");
+        p.status = NotFound(shown_url(roots[k]) + ": index directory does not exist");
       } else if (opts.offline && !is_file_url(p.url)) {
         p.status = InvalidInput(p.label + ": offline: only file:// indexes are read");
         p.offline_skip = true;
@@ -171,7 +171,7 @@ PagePlan plan_pages(const std::vector<PackageRef>& refs, const IndexOptions& opt
   for (const std::string& entry : opts.find_links) {
     Page p;
     p.url = as_url(entry);
-    p.label = redact_url(p.url);
+    p.label = shown_url(p.url);
     const std::string local = is_file_url(p.url) ? file_url_to_path(p.url) : "";
     if (!local.empty() && is_dir(local)) {
       p.status = list_directory(local, p.files);

@@ -111,7 +111,7 @@ Result<PypiPlan> plan_pypi(const LockFile& lock, const PypiPlanOptions& o) {
       continue;
     }
     if (!r.source_kind.empty()) {
-      refused.push_back(entry(r) + ": a " + r.source_kind + " source (" + redact_url(r.url) +
+      refused.push_back(entry(r) + ": a " + r.source_kind + " source (" + shown_url(r.url, 200) +
                         "), not a wheel");
       continue;
     }

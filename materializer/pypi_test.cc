@@ -7,8 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "materializer/pypi_internal.h"
 
 namespace mat::pypi {
 namespace {
@@ -566,6 +570,47 @@ TEST(PypiSpecifier, TableMatchesPackaging) {
       EXPECT_EQ(*r, c.want == kYes) << c.version << " in '" << c.spec << "'";
     }
   }
+}
+
+// PEP 440 ordering, checked pair by pair: sorted(l, key=packaging.version.Version) == l with
+// packaging 24.1 (pip 24.2's vendored copy). Numbers compare as numbers in every segment
+// (rc2 < rc10, a12 > a2, post10 > post2), dev sorts before its pre/post, local after public.
+TEST(PypiVersion, OrderingMatchesPackaging) {
+  const char* const kSorted[] = {
+      "1.0.dev456",    "1.0a1",         "1.0a2.dev456",   "1.0a12.dev456",
+      "1.0a12",        "1.0b1.dev456",  "1.0b2",          "1.0b2.post345.dev456",
+      "1.0b2.post345", "1.0rc1.dev456", "1.0rc1",         "1.0rc2",
+      "1.0rc10",       "1.0",           "1.0+abc.5",      "1.0+abc.7",
+      "1.0+5",         "1.0+5.1",       "1.0.post2.dev1", "1.0.post2",
+      "1.0.post10",    "1.0.post10+x",  "1.1.dev1",       "1.1a1",
+      "1.1",           "1.10",          "2!0.1"};
+  const size_t n = std::size(kSorted);
+  for (size_t i = 0; i < n; ++i) {
+    std::optional<internal::Version> a = internal::parse_version(kSorted[i]);
+    ASSERT_TRUE(a) << kSorted[i];
+    for (size_t j = 0; j < n; ++j) {
+      std::optional<internal::Version> b = internal::parse_version(kSorted[j]);
+      ASSERT_TRUE(b) << kSorted[j];
+      int want = i < j ? -1 : (i > j ? 1 : 0);
+      EXPECT_EQ(internal::compare(*a, *b), want) << kSorted[i] << " vs " << kSorted[j];
+    }
+  }
+  // Spellings of one version compare equal.
+  for (auto [x, y] :
+       {std::pair{"1.0rc1", "1.0c1"}, std::pair{"1.0RC2", "1.0rc2"}, std::pair{"1.0.0", "1.0"},
+        std::pair{"1.0-1", "1.0.post1"}, std::pair{"1.0alpha1", "1.0a1"},
+        std::pair{"1.0.dev", "1.0.dev0"}, std::pair{"v1.0", "1.0"}, std::pair{"0!1.0", "1.0"}}) {
+    EXPECT_EQ(internal::compare(*internal::parse_version(x), *internal::parse_version(y)), 0)
+        << x << " vs " << y;
+  }
+  // The same through the public specifier API, as requires-python and pins use it.
+  EXPECT_TRUE(*version_satisfies("1.0rc10", ">1.0rc2"));
+  EXPECT_FALSE(*version_satisfies("1.0rc2", ">1.0rc10"));
+  EXPECT_TRUE(*version_satisfies("1.0rc10", "<=1.0"));
+  EXPECT_FALSE(*version_satisfies("1.0rc10", "<1.0"));  // PEP 440: no pre-release of V in <V
+  EXPECT_TRUE(*version_satisfies("1.0.post10", ">1.0.post2"));
+  EXPECT_TRUE(*version_satisfies("1.0.dev10", ">1.0.dev2"));
+  EXPECT_TRUE(*version_satisfies("1.0a12", ">1.0a2"));
 }
 
 TEST(PypiSpecifier, ErrorNamesTheClause) {

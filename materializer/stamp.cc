@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "materializer/base/beneath.h"
@@ -22,14 +23,30 @@ std::string install_input_hash(const std::string& lock_bytes, const InstallOptio
     h.update(s);
     h.update("\0", 1);
   };
-  field("materializer-stamp-v1");
+  field("materializer-stamp-v2");
   field(lock_bytes);
   field(o.selection.platform);
   field(o.selection.environment);
   field(o.python_version);
   field(o.python_path);
+  if (!o.python_path.empty()) {
+    // The interpreter the path names now: its real path and identity (an upgrade that moves
+    // python3 -> python3.12 keeps the path the user typed). One realpath and one stat.
+    char* real = ::realpath(o.python_path.c_str(), nullptr);
+    struct stat st {};
+    if (real != nullptr && ::stat(real, &st) == 0) {
+      field(real);
+      field(std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+            std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+            std::to_string(st.st_mtim.tv_nsec));
+    } else {
+      field("?");
+    }
+    std::free(real);
+  }
+  field(o.prefix);
   for (const auto& v : {o.index.index_urls, o.index.find_links, o.extra_index_urls, o.extras,
-                        o.groups}) {
+                        o.groups, o.allow_file_urls}) {
     field(std::to_string(v.size()));
     for (const auto& s : v) field(s);
   }
@@ -37,6 +54,9 @@ std::string install_input_hash(const std::string& lock_bytes, const InstallOptio
   field(o.compile ? "compile" : "no-compile");
   return h.hex();
 }
+
+// Included requirements files are read in full by the lock reader; none is near this.
+constexpr int64_t kMaxInputBytes = int64_t{64} << 20;
 
 bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
   if (path_exists(path_join(prefix, kIncompleteMarkerPath))) return false;
@@ -57,12 +77,37 @@ bool stamp_matches(const std::string& prefix, const std::string& input_hash) {
       return false;
     }
   }
+  // Files the lock included: their bytes decided the result as much as the lock's did.
+  const auto inputs = j.find("inputs");
+  if (inputs != j.end()) {
+    if (!inputs->is_array()) return false;
+    for (const auto& in : *inputs) {
+      if (!in.is_object() || !in.value("path", nlohmann::json()).is_string() ||
+          !in.value("sha256", nlohmann::json()).is_string()) {
+        return false;
+      }
+      // The stamp is as hostile as the prefix: hash regular files of lock size only (never
+      // a FIFO that blocks or /dev/zero that never ends).
+      const std::string path = in["path"].get<std::string>();
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxInputBytes) {
+        return false;
+      }
+      Result<std::string> h = hash_file(path, HashKind::kSha256);
+      if (!h.ok() || *h != in["sha256"].get<std::string>()) return false;
+    }
+  }
   return true;
 }
 
 Status write_stamp(const std::string& prefix, const std::string& input_hash,
-                   const std::vector<std::string>& paths) {
+                   const std::vector<std::string>& paths, const std::vector<InputFile>& inputs) {
   nlohmann::json j = {{"version", 1}, {"input_hash", input_hash}, {"paths", paths}};
+  if (!inputs.empty()) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const InputFile& f : inputs) arr.push_back({{"path", f.path}, {"sha256", f.sha256}});
+    j["inputs"] = std::move(arr);
+  }
   MAT_ASSIGN_OR_RETURN(Root root, Root::open(prefix, false, "the prefix"));
   return root.write_file_atomic(kStampPath, dump_json(j, 1) + "\n", 0644, posix_fs());
 }

@@ -24,9 +24,19 @@ struct Hasher::Impl {
 static const EVP_MD* fetched_md(HashKind kind) {
   static const EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   static const EVP_MD* md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
-  const EVP_MD* md = kind == HashKind::kSha256 ? sha256 : md5;
-  if (md != nullptr) return md;
-  return kind == HashKind::kSha256 ? EVP_sha256() : EVP_md5();  // no default provider
+  static const EVP_MD* sha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
+  static const EVP_MD* sha512 = EVP_MD_fetch(nullptr, "SHA512", nullptr);
+  switch (kind) {  // the legacy handles when there is no default provider
+    case HashKind::kSha256:
+      return sha256 != nullptr ? sha256 : EVP_sha256();
+    case HashKind::kMd5:
+      return md5 != nullptr ? md5 : EVP_md5();
+    case HashKind::kSha384:
+      return sha384 != nullptr ? sha384 : EVP_sha384();
+    case HashKind::kSha512:
+      return sha512 != nullptr ? sha512 : EVP_sha512();
+  }
+  return EVP_sha256();
 }
 
 Hasher::Hasher(HashKind kind) : kind_(kind), impl_(std::make_unique<Impl>()) {

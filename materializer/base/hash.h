@@ -1,7 +1,8 @@
 // Cryptographic digests (OpenSSL libcrypto) and fast internal checksums (xxHash).
 //
-// Hasher is a streaming SHA-256 or MD5: update() as bytes arrive, then hex(). One object per
-// stream; not thread-safe; movable, not copyable.
+// Hasher is a streaming SHA-256 or MD5 (or SHA-384/SHA-512, which only wheel RECORD rows use):
+// update() as bytes arrive, then hex(). One object per stream; not thread-safe; movable, not
+// copyable.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,8 @@
 
 namespace mat {
 
-enum class HashKind { kSha256, kMd5 };
+// Cache keys are only ever kSha256 or kMd5; kSha384/kSha512 verify wheel RECORD rows.
+enum class HashKind { kSha256, kMd5, kSha384, kSha512 };
 
 class Hasher {
  public:

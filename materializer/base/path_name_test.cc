@@ -54,6 +54,12 @@ TEST(PathName, RelativePaths) {
                           "a/\x01/b"s, "a/b\0c"s, std::string(4096, 'a')}) {
     EXPECT_NE(relative_path_problem(bad), nullptr) << shown_name(bad);
   }
+  // Each refusal gives its own reason (the message is the user's only clue).
+  EXPECT_STREQ(relative_path_problem("a/../b"), "it has a '..' component");
+  EXPECT_STREQ(relative_path_problem(".."), "it has a '..' component");
+  EXPECT_STREQ(relative_path_problem("a/./b"), "it has a '.' component");
+  EXPECT_STREQ(relative_path_problem("a//b"), "it has an empty component ('//' or a trailing '/')");
+  EXPECT_STREQ(relative_path_problem("/etc"), "it is absolute");
   std::string long_ok;
   while (long_ok.size() + 200 < kMaxRelativePathBytes) long_ok += std::string(199, 'd') + "/";
   long_ok += "f";

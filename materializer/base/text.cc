@@ -53,6 +53,31 @@ const char* single_line_problem(std::string_view s, size_t max_len) {
   return nullptr;
 }
 
+namespace {
+
+// The largest i <= pos that does not fall inside a UTF-8 sequence (continuation bytes are
+// 10xxxxxx); at most 3 steps back for well-formed text, and never below 0.
+size_t utf8_floor(std::string_view s, size_t pos) {
+  size_t i = pos;
+  while (i > 0 && i < s.size() && pos - i < 3 &&
+         (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) {
+    --i;
+  }
+  return i;
+}
+
+}  // namespace
+
+std::string clip_message(std::string_view msg, size_t max_bytes) {
+  if (msg.size() <= max_bytes) return std::string(msg);
+  const size_t head = utf8_floor(msg, max_bytes / 4 * 3);
+  const size_t tail = utf8_floor(msg, msg.size() - max_bytes / 4);
+  std::string out(msg.substr(0, head));
+  out += " [... " + std::to_string(tail - head) + " bytes cut ...] ";
+  out.append(msg.substr(tail));
+  return out;
+}
+
 std::string printable(std::string_view s, size_t max_len) {
   static const char kHex[] = "0123456789abcdef";
   std::string out;

@@ -20,4 +20,14 @@ const char* single_line_problem(std::string_view s, size_t max_len);
 // terminal nor flood it.
 std::string printable(std::string_view s, size_t max_len = 200);
 
+// Default bound of one printed message (clip_message): every field in it is already bounded
+// by printable(); this is the net for a value some message forgot to pass through it.
+inline constexpr size_t kMaxMessageBytes = 4096;
+
+// A whole message for the terminal or a report, at most about `max_bytes`: a longer one keeps
+// its first three quarters and its last quarter (the subject and the hint that ends every
+// message) around " [... N bytes cut ...] ". Cuts fall on UTF-8 character boundaries. Bytes
+// are not escaped: use printable() on each echoed value for that.
+std::string clip_message(std::string_view msg, size_t max_bytes = kMaxMessageBytes);
+
 }  // namespace mat

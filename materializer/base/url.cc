@@ -5,6 +5,8 @@
 #include <cctype>
 #include <string>
 
+#include "materializer/base/text.h"
+
 namespace mat {
 
 static bool iequals(std::string_view a, std::string_view b) {
@@ -29,6 +31,10 @@ static bool is_secret_parameter(std::string_view name) {
     if (iequals(name, s)) return true;
   }
   return false;
+}
+
+std::string shown_url(std::string_view url, size_t max_len) {
+  return printable(redact_url(url), max_len);
 }
 
 std::string redact_url(std::string_view url) {

@@ -14,6 +14,11 @@ namespace mat {
 // and the S3/GCS signature ones -> "***" (names case-insensitive). Other URLs are returned as is.
 std::string redact_url(std::string_view url);
 
+// redact_url() for a message: also bounded to `max_len` bytes and escaped (printable() in
+// text.h), since a lock's or a server's URL may be megabytes long or hold control bytes. Use
+// it wherever a URL is echoed; redact_url() alone where the URL is kept (conda-meta records).
+std::string shown_url(std::string_view url, size_t max_len = 512);
+
 // Last path component of a URL, without query or fragment ("zlib-1.3-h1.conda").
 std::string url_file_name(std::string_view url);
 
