@@ -15,7 +15,7 @@ using json = nlohmann::json;
 constexpr int64_t kMaxManifestBytes = int64_t{256} << 20;
 
 Status bad(const std::string& what, const std::string& why) {
-  return Corrupt(what + ": " + why + "; run `cache clean` or remove the entry to re-extract");
+  return Corrupt(what + ": " + why + "; run `materializer cache verify --repair`");
 }
 
 // One "files" value to an entry; false if malformed.
@@ -96,7 +96,7 @@ std::string manifest_head(const Key& key) {
 
 Result<Manifest> parse_manifest(std::string_view text, const std::string& what) {
   Result<json> parsed = parse_json(text, what, DocLimits{kMaxManifestBytes}, Code::kCorrupt,
-                                   "run `cache clean` or remove the entry to re-extract");
+                                   "run `materializer cache verify --repair`");
   if (!parsed.ok()) return parsed.status();
   const json& doc = *parsed;
   if (!doc.is_object()) return bad(what, "not valid JSON");

@@ -9,8 +9,13 @@
 //   ROOT/v1/trees/<key>/manifest.json  XXH3-64 + size + type of every member (cache verify)
 //   ROOT/v1/locks/<key>.lock        per-entry flock, held while an entry is being produced
 //   ROOT/v1/tmp/                    temp files and dirs (".tmp-<pid>-<token>")
+//   ROOT/v1/meta/md5-<M>.sha256     md5 index: the sha256 entry holding the archive of MD5 M
+//   ROOT/v1/meta/<key>.source       the http(s) URL the entry was downloaded from (for repair)
 //
-// with <key> = "sha256-<64 hex>" or "md5-<32 hex>".
+// with <key> = "sha256-<64 hex>" or "md5-<32 hex>". Entries are stored by SHA-256: an
+// `@EXPLICIT` `#md5` lock's package is downloaded once, hashed with both digests and stored
+// under its sha256, and the md5 index (cache/meta.h) leads later md5 lookups there. md5-<hex>
+// entries are only those an older version made; they are still used.
 //
 // Publish protocol: write into tmp/ (same file system) → verify → fsync → rename into place.
 // A final name always means a complete, verified entry; a crash leaves only tmp/ garbage that
@@ -53,6 +58,9 @@ struct Key {
   bool operator==(const Key&) const = default;
 };
 
+// "sha256-<hex>" / "md5-<hex>" back to a Key (lowercase hex); nullopt for anything else.
+std::optional<Key> parse_key(std::string_view s);
+
 enum class ArchiveFormat { kConda, kTarBz2, kWheel };
 
 // An archive's bytes in order, block by block, as a download delivers them
@@ -88,6 +96,10 @@ class PendingArchive {
   // an archive there that find_archive() passes over (a trusted one is kept). Returns the
   // final path.
   virtual Result<std::string> publish() = 0;
+  // publish() to archives/<key><ext> instead of the name begin_archive() was given: an
+  // md5-only download is stored under the sha256 its bytes turned out to have. The caller
+  // holds that entry's lock. Errors: kInvalidInput for a malformed key.
+  virtual Status retarget(const Key& key) = 0;
 };
 
 // A tree extracted into tmp/, not yet under trees/. Destruction without commit() removes it.
@@ -130,9 +142,21 @@ struct StoreOptions {
 };
 
 struct VerifyProblem {
-  std::string key;
+  // What `cache verify --repair` does about it: re-extract or fetch the entry's archive or tree,
+  // drop a record of meta/, or nothing (kOther: a directory's permissions, a stray file).
+  enum class Part { kOther, kArchive, kTree, kMeta };
+  std::string key;      // the entry ("" for kOther); for an md5 index record, "md5-<M>"
   std::string path;     // what is wrong
   std::string problem;  // "sha256 mismatch: ...", "file missing", ...
+  Part part = Part::kOther;
+};
+
+// An md5 index record (cache/meta.h): the archive whose MD5 was looked up is stored under
+// `sha256`. `verified` = hashed by this cache; else a lock's unchecked claim, to be checked
+// against the stored archive before use.
+struct Md5Link {
+  Key sha256;
+  bool verified = false;
 };
 
 class Store {
@@ -212,6 +236,36 @@ class Store {
   virtual Status clean(bool all) const = 0;
   // Removes one entry (archive and tree), e.g. after `verify` found it damaged.
   virtual Status remove_entry(const Key& key) const = 0;
+
+  // --- repair (`cache verify --repair`); the caller holds the entry lock -----------------------
+  // verify() for one entry: its archives (any format) and its tree (not meta/).
+  virtual Result<std::vector<VerifyProblem>> verify_entry(const Key& key) const = 0;
+  // Removes the entry's archive (every format) / its tree (moved into tmp/ first, so
+  // find_tree() never sees half of it). Absent is fine.
+  virtual Status remove_archive(const Key& key) const = 0;
+  virtual Status remove_tree(const Key& key) const = 0;
+  // The path of the entry's archive in any format, if there is one (trusted or not), and its
+  // format.
+  virtual std::optional<std::pair<std::string, ArchiveFormat>> any_archive(
+      const Key& key) const = 0;
+
+  // --- records beside the entries (cache/meta.h) -----------------------------------------------
+  // The md5 index record for `md5_hex` (32 hex digits), if present, trusted and undamaged.
+  // Costs open, fstat, pread, close.
+  virtual std::optional<Md5Link> find_md5(const std::string& md5_hex) const = 0;
+  // Records md5 → sha256 (atomically replacing a record there). Errors: kInvalidInput for a
+  // malformed digest, kIo, kNoSpace.
+  virtual Status record_md5(const std::string& md5_hex, const Key& sha256,
+                            bool verified) const = 0;
+  // The URL the entry was downloaded from, if recorded (and trusted, and still recordable).
+  virtual std::optional<std::string> find_source(const Key& key) const = 0;
+  // True if a source record exists for `key` (one lstat; not read or checked).
+  virtual bool has_source(const Key& key) const = 0;
+  // Records `url` as the entry's source. A URL that recordable_source() refuses (not http(s),
+  // credentials, too long) is not recorded: returns Ok and writes nothing.
+  virtual Status record_source(const Key& key, const std::string& url) const = 0;
+  // Removes a record of meta/ by its verify() problem path. Only names inside meta/.
+  virtual Status remove_record(const std::string& path) const = 0;
 };
 
 }  // namespace mat::cache
