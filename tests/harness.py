@@ -77,7 +77,71 @@ def main():
             argv.append(args[i])
             i += 1
     os.environ["MAT_BINARY"] = BINARY
-    unittest.main(module="__main__", argv=argv, verbosity=2)
+    runner = None
+    if os.environ.get("MAT_LEDGER"):
+        subprocess.Popen = _CountingPopen
+        runner = unittest.TextTestRunner(resultclass=_LedgerResult, verbosity=2)
+    unittest.main(module="__main__", argv=argv, verbosity=2, testRunner=runner)
+
+
+# ---------------------------------------------------------------------------------------
+# The ledger (scripts/reliability_table.py): with MAT_LEDGER=FILE, one JSON line per test
+# appended to FILE: the file ("bad.test_x"), the test, its outcome, its subtests and how many
+# times it ran the binary. Nothing is recorded without MAT_LEDGER.
+# ---------------------------------------------------------------------------------------
+
+_binary_runs = [0]
+
+
+class _CountingPopen(subprocess.Popen):
+    """Counts the processes started from the binary under test, however a test starts them."""
+
+    def __init__(self, args, *rest, **kwargs):
+        argv0 = args[0] if isinstance(args, (list, tuple)) and args else args
+        if BINARY and isinstance(argv0, (str, bytes, os.PathLike)):
+            try:
+                if os.path.realpath(os.fsdecode(argv0)) == os.path.realpath(BINARY):
+                    _binary_runs[0] += 1
+            except (TypeError, ValueError):
+                pass
+        super().__init__(args, *rest, **kwargs)
+
+
+class _LedgerResult(unittest.TextTestResult):
+    def startTest(self, test):
+        _binary_runs[0] = 0
+        self._outcome_word, self._subtests, self._t0 = "pass", 0, time.monotonic()
+        super().startTest(test)
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        self._subtests += 1
+        if err is not None:
+            self._outcome_word = "fail"
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._outcome_word = "fail"
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._outcome_word = "error"
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._outcome_word = "skip"
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        script = os.path.abspath(sys.argv[0])
+        group = os.path.basename(os.path.dirname(script))
+        line = json.dumps({
+            "file": f"{group}.{os.path.splitext(os.path.basename(script))[0]}",
+            "test": test.id().split(".", 1)[-1], "outcome": self._outcome_word,
+            "subtests": self._subtests, "runs": _binary_runs[0],
+            "seconds": round(time.monotonic() - self._t0, 3)})
+        with open(os.environ["MAT_LEDGER"], "a", encoding="utf-8") as f:
+            f.write(line + "\n")
 
 
 def skip_process(message):
