@@ -79,7 +79,10 @@ struct PkgState {
   FileLock md5_lock;
   std::string fetched_sha256;
   bool rekey_wait = false;
-  double lock_wait_s = 0;  // waiting for another process that was producing the entry
+  // The entry's lock was held by another process producing it: this run waited for that
+  // (lock_wait_s of it blocked on the lock itself) instead of downloading it too.
+  bool lock_waited = false;
+  double lock_wait_s = 0;
   std::unique_ptr<cache::PendingArchive> pending;
   // A .conda download that the streaming thread may extract as it arrives: the file it grows in
   // and how far it is (set at submission, then read-only but for `follow`).
@@ -279,6 +282,7 @@ class Pipeline {
       progress_.detail(label(*s.ref) + ": waiting for another process to cache it");
       auto w0 = Clock::now();
       MAT_ASSIGN_OR_RETURN(FileLock l, store_.lock_entry(s.key, /*wait=*/true));
+      s.lock_waited = true;
       s.lock_wait_s = seconds_since(w0);
       trace_.add(s.ref->name, "wait for the cache entry", w0, Clock::now(), Trace::kMainLane);
       s.lock = std::move(l);
@@ -656,7 +660,10 @@ class Pipeline {
       latch.done();
       return;
     }
-    if (wait) s.lock_wait_s += seconds_since(w0);
+    if (wait) {
+      s.lock_waited = true;
+      s.lock_wait_s += seconds_since(w0);
+    }
     s.md5_lock = std::move(s.lock);
     s.lock = std::move(lock).value();
     s.key = key;
@@ -1026,7 +1033,7 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
     if (!s.http_version.empty()) p["http_version"] = s.http_version;
     if (s.attempts > 1) p["attempts"] = s.attempts;
     if (s.streamed) p["streamed"] = true;
-    if (s.lock_wait_s > 0) p["lock_wait_seconds"] = s.lock_wait_s;
+    if (s.lock_waited) p["lock_wait_seconds"] = s.lock_wait_s;
     if (!s.warnings.empty()) p["warnings"] = s.warnings;
     p["error"] = s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(s.status.message());
     pkgs.push_back(std::move(p));
