@@ -186,6 +186,17 @@ TEST_F(StoreMetaTest, VerifyEntryAndRemoveTreeKeepTheGoodParts) {
   EXPECT_FALSE(store_->any_archive(key));
 }
 
+TEST_F(StoreMetaTest, CleanAllDropsTheRecordsOfRemovedEntries) {
+  const std::string bytes = conda();
+  Key key = add_archive(bytes);
+  ASSERT_TRUE(store_->record_md5(md5_hex(bytes), key, true).ok());
+  ASSERT_TRUE(store_->record_source(key, "https://h/a.conda").ok());
+  ASSERT_TRUE(store_->clean(/*all=*/false).ok());
+  EXPECT_EQ(testing::list(root_ + "/v1/meta").size(), 2u);
+  ASSERT_TRUE(store_->clean(/*all=*/true).ok());
+  EXPECT_TRUE(testing::list(root_ + "/v1/meta").empty());
+}
+
 TEST_F(StoreMetaTest, RetargetPublishesUnderTheSha256) {
   const std::string bytes = conda();
   Key md5{HashKind::kMd5, md5_hex(bytes)};

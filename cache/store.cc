@@ -359,6 +359,7 @@ class StoreImpl final : public Store {
   std::vector<VerifyProblem> verify_tree_members(const std::string& name) const;
   std::vector<VerifyProblem> verify_locks() const;
   std::vector<VerifyProblem> verify_record(const std::string& name) const;
+  Status clean_records() const;
   Result<std::set<std::string>> entry_keys() const;
 
   Paths paths_;
@@ -728,6 +729,29 @@ Status StoreImpl::clean(bool all) const {
     MAT_ASSIGN_OR_RETURN(FileLock lock, lock_entry(key, /*wait=*/false));
     if (!lock.held()) continue;  // in use by another process: keep it
     MAT_RETURN_IF_ERROR(remove_entry(key));
+  }
+  return clean_records();
+}
+
+// Records of meta/ whose entry is gone (a source) or leads nowhere (an md5 link to an entry
+// that is gone), and damaged ones. A record for an entry being produced right now may go too:
+// it is only a hint (the md5 index) or is written again by the producer (a source) afterwards.
+Status StoreImpl::clean_records() const {
+  MAT_ASSIGN_OR_RETURN(auto names, list_dir(paths_.meta_dir()));
+  for (const auto& name : names) {
+    auto meta = parse_meta_name(name);
+    if (!meta) continue;  // not ours to judge
+    const std::string path = path_join(paths_.meta_dir(), name);
+    Key entry = meta->key;
+    if (meta->md5_link) {
+      auto text = read_trusted_record(path, euid_);
+      auto link = text.ok() ? parse_md5_link(*text, meta->key.hex) : std::nullopt;
+      if (link) entry = link->sha256;
+      if (!link && text.status().code() == Code::kNotFound) continue;
+      if (!link) entry = Key{};  // damaged: removed below
+    }
+    if (!entry.hex.empty() && (path_exists(paths_.tree(entry)) || any_archive(entry))) continue;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove " + path, errno);
   }
   return Status::Ok();
 }

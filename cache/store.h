@@ -232,7 +232,8 @@ class Store {
   // problems are listed). Returns the problems found (empty = healthy). Errors only for
   // run-wide failures.
   virtual Result<std::vector<VerifyProblem>> verify() const = 0;
-  // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now.
+  // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now, and
+  // the records of meta/ whose entry is gone (or that are damaged).
   virtual Status clean(bool all) const = 0;
   // Removes one entry (archive and tree), e.g. after `verify` found it damaged.
   virtual Status remove_entry(const Key& key) const = 0;
