@@ -274,6 +274,20 @@ class CacheRepairTest(harness.MaterializerTestCase):
         cp = self.repair(links[0][:-len(".sha256")], "removed")
         self.assertFalse(os.path.exists(victim))
 
+    def test_install_from_a_damaged_tree_names_the_repair_then_works(self):
+        with harness.HttpServer(self.fx.root) as srv:
+            lock = self.populate_http(srv)
+            key = self.pkg("mathelper")["key"]
+            shutil.rmtree(self.tree(key, "pkg", "share", "mathelper"))
+            cp = self.install(lock, self.path("env"), self.cache)
+            self.assertExit(cp, 1)
+            self.assertIn("materializer cache verify --repair", cp.stderr)
+            self.assertNotIn("clean --all", cp.stdout + cp.stderr)
+            self.repair(key, "repaired", "extracted afresh from its archive")
+            cp = self.install(lock, self.path("env"), self.cache)
+            self.assertExit(cp, 0)
+        self.assertPrefixMatches(self.path("env"), LOCK)
+
     def test_credentials_are_never_recorded(self):
         with harness.HttpServer(self.fx.root) as srv:
             base = srv.url.replace("http://", "http://someone:s3cret-pw@") + "/channel"
