@@ -226,11 +226,13 @@ class Store {
   virtual void sync_dirs() const = 0;
 
   virtual Result<StoreStats> stats() const = 0;
-  // Re-hashes every archive against its key and every tree against its manifest, and checks
-  // the permission model on every directory, archive, lock file and tree member (opened with
-  // report_distrust, the cache's own directories first: if one of them fails, only those
-  // problems are listed). Returns the problems found (empty = healthy). Errors only for
-  // run-wide failures.
+  // Re-hashes every archive against its key and every tree against its manifest, checks the
+  // records of meta/ (readable, undamaged, trusted; the archive behind a "verified" md5 record
+  // hashed with MD5), and checks the permission model on every directory, archive, lock file
+  // and tree member (opened with report_distrust, the cache's own directories first: if one of
+  // them fails, only those problems are listed). Returns the problems found (empty = healthy),
+  // each with the Part that `cache verify --repair` acts on. Errors only for run-wide
+  // failures.
   virtual Result<std::vector<VerifyProblem>> verify() const = 0;
   // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now, and
   // the records of meta/ whose entry is gone (or that are damaged).

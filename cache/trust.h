@@ -5,7 +5,7 @@
 // whoever can change a cache file can run code as every user of the cache. The store therefore
 // trusts only what is owned by the effective uid or by root and writable by nobody else:
 //
-//   - the cache root, v1/ and v1/{archives,trees,locks,tmp}: owned by euid or root, no group or
+//   - the cache root, v1/ and v1/{archives,trees,locks,meta,tmp}: owned by euid or root, no group or
 //     other write bit, real directories (not symlinks). Sticky does not excuse a writable one:
 //     entry names are predictable (content digests), so in a sticky trees/ anyone could claim
 //     trees/<key> first, and in locks/ hold any entry's lock for ever.
