@@ -197,6 +197,25 @@ TEST_F(StoreMetaTest, CleanAllDropsTheRecordsOfRemovedEntries) {
   EXPECT_TRUE(testing::list(root_ + "/v1/meta").empty());
 }
 
+// An older version's cache that this user cannot write has no meta/ (root's, shared: open()
+// cannot create it then). Everything works without it; records are simply absent.
+TEST_F(StoreMetaTest, CacheWithoutMetaDirectoryWorks) {
+  Key key = add_archive(conda());
+  ASSERT_EQ(::rmdir((root_ + "/v1/meta").c_str()), 0);
+  EXPECT_FALSE(store_->find_md5(kMd5));
+  EXPECT_FALSE(store_->find_source(key));
+  EXPECT_FALSE(store_->record_md5(kMd5, key, true).ok());
+  EXPECT_TRUE(testing::list(root_ + "/v1/tmp").empty());
+  auto v = store_->verify();
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  EXPECT_TRUE(v->empty());
+  EXPECT_TRUE(store_->clean(/*all=*/true).ok());
+  // A store opened on it creates meta/ when it can.
+  auto reopened = Store::open(root_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().to_string();
+  EXPECT_TRUE(path_exists(root_ + "/v1/meta"));
+}
+
 TEST_F(StoreMetaTest, RetargetPublishesUnderTheSha256) {
   const std::string bytes = conda();
   Key md5{HashKind::kMd5, md5_hex(bytes)};

@@ -114,7 +114,12 @@ Paths::Paths(std::string root)
 
 const std::vector<std::string>& Paths::store_dirs() {
   static const std::vector<std::string> dirs = {"v1", "v1/archives", "v1/trees", "v1/locks",
-                                                "v1/tmp", "v1/meta"};
+                                                "v1/tmp"};
+  return dirs;
+}
+
+const std::vector<std::string>& Paths::optional_store_dirs() {
+  static const std::vector<std::string> dirs = {"v1/meta"};
   return dirs;
 }
 

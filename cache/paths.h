@@ -70,8 +70,11 @@ class Paths {
   std::string new_tmp_path(std::string_view suffix = "") const;
 
   // The store's own directories relative to the root, parents first: "v1", "v1/archives",
-  // "v1/trees", "v1/locks", "v1/tmp", "v1/meta".
+  // "v1/trees", "v1/locks", "v1/tmp".
   static const std::vector<std::string>& store_dirs();
+  // Directories created when possible: "v1/meta". A cache that an older version made and this
+  // user cannot write (root's, shared read-only) has none; its records are then simply absent.
+  static const std::vector<std::string>& optional_store_dirs();
 
   // Inside a tree directory (published or temp): "<dir>/pkg", "<dir>/manifest.json".
   static std::string pkg_in(const std::string& tree_dir);

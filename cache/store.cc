@@ -671,10 +671,12 @@ Result<std::vector<VerifyProblem>> StoreImpl::verify() const {
   }
   MAT_ASSIGN_OR_RETURN(auto archives, list_dir(paths_.archives_dir()));
   MAT_ASSIGN_OR_RETURN(auto trees, list_dir(paths_.trees_dir()));
-  MAT_ASSIGN_OR_RETURN(auto records, list_dir(paths_.meta_dir()));
+  auto records = list_dir(paths_.meta_dir());
+  if (!records.ok() && records.status().code() != Code::kNotFound) return records.status();
+  if (!records.ok()) records = std::vector<std::string>{};  // an older version's cache
   // One job per entry, in parallel (hashing dominates); results are kept in listing order so
   // the report does not depend on timing.
-  const size_t n = archives.size() + trees.size() + records.size();
+  const size_t n = archives.size() + trees.size() + records->size();
   std::vector<std::vector<VerifyProblem>> found(n);
   tbb::parallel_for(size_t{0}, n, [&](size_t i) {
     if (i < archives.size()) {
@@ -682,7 +684,7 @@ Result<std::vector<VerifyProblem>> StoreImpl::verify() const {
     } else if (i < archives.size() + trees.size()) {
       found[i] = verify_tree(trees[i - archives.size()]);
     } else {
-      found[i] = verify_record(records[i - archives.size() - trees.size()]);
+      found[i] = verify_record((*records)[i - archives.size() - trees.size()]);
     }
   });
   std::vector<VerifyProblem> out;
@@ -737,8 +739,9 @@ Status StoreImpl::clean(bool all) const {
 // that is gone), and damaged ones. A record for an entry being produced right now may go too:
 // it is only a hint (the md5 index) or is written again by the producer (a source) afterwards.
 Status StoreImpl::clean_records() const {
-  MAT_ASSIGN_OR_RETURN(auto names, list_dir(paths_.meta_dir()));
-  for (const auto& name : names) {
+  auto names = list_dir(paths_.meta_dir());
+  if (!names.ok()) return names.status().code() == Code::kNotFound ? Status::Ok() : names.status();
+  for (const auto& name : *names) {
     auto meta = parse_meta_name(name);
     if (!meta) continue;  // not ours to judge
     const std::string path = path_join(paths_.meta_dir(), name);
@@ -909,7 +912,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs,
   const uid_t euid = ::geteuid();
   const std::string abs = absolute_path(root);
   std::vector<TrustProblem> problems;
-  auto real = open_trusted_dirs(abs, Paths::store_dirs(), euid, &problems);
+  auto real = open_trusted_dirs(abs, Paths::store_dirs(), euid, &problems,
+                                Paths::optional_store_dirs());
   if (!real.ok()) return real.status().with_context("open cache " + abs);
   if (!problems.empty() && !options.report_distrust) {
     std::string msg =
