@@ -135,7 +135,8 @@ class Repairer {
       Status st = r.status;
       const std::string& got = e.key.kind == HashKind::kSha256 ? r.sha256 : r.md5;
       if (st.ok() && submitted[i] && got != e.key.hex) {
-        st = HashMismatch("the server sent other bytes (" + got + ")");
+        st = HashMismatch(std::string(e.key.kind == HashKind::kSha256 ? "sha256" : "md5") +
+                          " mismatch: expected " + e.key.hex + ", got " + got);
       }
       const std::string from = redact_url(e.url);
       Result<std::string> published = st.ok() ? e.pending->publish() : Result<std::string>(st);

@@ -190,6 +190,28 @@ class CacheRepairTest(harness.MaterializerTestCase):
             self.assertExit(cp, 0)
         self.assertPrefixMatches(self.path("env"), LOCK)
 
+    def test_refetch_of_other_bytes_is_refused(self):
+        with harness.HttpServer(self.fx.root) as srv:
+            self.populate_http(srv)
+            p = self.pkg("libmat")
+            key = p["key"]
+            archive = self.archive(key)
+            with open(archive, "r+b") as fh:
+                fh.truncate(100)
+
+            def other_bytes(handler):
+                body = b"not the archive the key names" * 10
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+                return True
+            srv.hooks["/channel/" + p["url_path"]] = other_bytes
+            self.repair(key, "removed", "sha256 mismatch: expected " + p["sha256"],
+                        "tree is intact")
+        self.assertFalse(os.path.exists(archive))
+        self.assertEqual(harness.cache_tmp(self.cache), [])
+
     def test_no_source_removes_the_damaged_entry_and_install_fetches_it(self):
         lock = self.populate_file()   # file:// URLs are never recorded as sources
         self.assertEqual([n for n in os.listdir(os.path.join(self.cache, "v1", "meta"))
