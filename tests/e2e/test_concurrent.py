@@ -109,15 +109,15 @@ class ConcurrentInstallTest(harness.MaterializerTestCase):
                 self.assertEqual(p["key"], pkg["key"])
                 self.assertTrue(p["downloaded"] or p["cache_hit"], p)
             if pkg is held_pkg:
-                # Every loser found the entry lock taken and blocked on it (lock_wait_seconds is
-                # reported only then) instead of downloading. How long it blocked depends on
-                # how long its own other entries took first (seconds under ASan on a loaded
-                # machine), so no duration is asserted.
+                # The losers found the entry lock taken and blocked on it (lock_wait_seconds is
+                # reported only then) instead of downloading. Under ASan on a loaded machine a
+                # process may start only after the held download ended (a plain cache hit), and
+                # how long one blocked depends on its own other entries: so at least one
+                # blocked, and no duration is asserted.
                 losers = [p for p in mine if not p["downloaded"]]
                 self.assertGreaterEqual(len(losers), 6)
-                for p in losers:
-                    self.assertIn("lock_wait_seconds", p)
-                    self.assertGreater(p["lock_wait_seconds"], 0, p)
+                waited = [p for p in losers if p.get("lock_wait_seconds", 0) > 0]
+                self.assertTrue(waited, f"no process blocked on the entry lock: {losers}")
         for k in range(0, 8, 2):
             self.assertPrefixMatches(self.path(f"env{k}"), "explicit.txt")
         self.assertExit(self.mat("cache", "verify", "--cache-dir", cache), 0)
