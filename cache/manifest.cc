@@ -19,7 +19,7 @@ constexpr int64_t kOldestVersion = 1;
 constexpr int64_t kMaxManifestBytes = int64_t{256} << 20;
 
 Status bad(const std::string& what, const std::string& why) {
-  return Corrupt(what + ": " + why + "; run `cache clean --all` or remove the entry to re-extract");
+  return Corrupt(what + ": " + why + "; run `materializer cache verify --repair`");
 }
 
 // Appends `s` as a JSON string. Bytes of an invalid UTF-8 string (which extraction never
@@ -183,7 +183,7 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& what) 
   // entries, not a DOM several times its size. Size and depth are bounded first (doc_limits.h).
   MAT_RETURN_IF_ERROR(
       check_doc_limits(text, DocFormat::kJson, what, DocLimits{kMaxManifestBytes}, Code::kCorrupt,
-                       "run `cache clean --all` or remove the entry to re-extract"));
+                       "run `materializer cache verify --repair`"));
   simdjson::padded_string padded(text);
   simdjson::ondemand::parser parser;
   simdjson::ondemand::document doc;

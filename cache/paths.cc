@@ -14,6 +14,8 @@ namespace {
 constexpr std::string_view kSha256Prefix = "sha256-";
 constexpr std::string_view kMd5Prefix = "md5-";
 constexpr std::string_view kTmpPrefix = ".tmp-";
+constexpr std::string_view kSourceSuffix = ".source";
+constexpr std::string_view kMd5LinkSuffix = ".sha256";
 
 size_t hex_len(HashKind kind) { return kind == HashKind::kSha256 ? 64 : 32; }
 
@@ -79,6 +81,18 @@ std::optional<std::pair<Key, ArchiveFormat>> parse_archive_name(std::string_view
   return std::make_pair(std::move(*key), *f);
 }
 
+std::optional<MetaName> parse_meta_name(std::string_view file_name) {
+  for (bool link : {false, true}) {
+    std::string_view suffix = link ? kMd5LinkSuffix : kSourceSuffix;
+    if (!file_name.ends_with(suffix)) continue;
+    auto key = parse_key(file_name.substr(0, file_name.size() - suffix.size()));
+    if (!key || (link && key->kind != HashKind::kMd5)) return std::nullopt;
+    if (key->str() != file_name.substr(0, file_name.size() - suffix.size())) return std::nullopt;
+    return MetaName{std::move(*key), link};
+  }
+  return std::nullopt;
+}
+
 std::optional<pid_t> tmp_name_pid(std::string_view file_name) {
   if (!file_name.starts_with(kTmpPrefix)) return std::nullopt;
   file_name.remove_prefix(kTmpPrefix.size());
@@ -95,11 +109,17 @@ Paths::Paths(std::string root)
       archives_(path_join(v1_, "archives")),
       trees_(path_join(v1_, "trees")),
       locks_(path_join(v1_, "locks")),
-      tmp_(path_join(v1_, "tmp")) {}
+      tmp_(path_join(v1_, "tmp")),
+      meta_(path_join(v1_, "meta")) {}
 
 const std::vector<std::string>& Paths::store_dirs() {
   static const std::vector<std::string> dirs = {"v1", "v1/archives", "v1/trees", "v1/locks",
                                                 "v1/tmp"};
+  return dirs;
+}
+
+const std::vector<std::string>& Paths::optional_store_dirs() {
+  static const std::vector<std::string> dirs = {"v1/meta"};
   return dirs;
 }
 
@@ -111,6 +131,14 @@ std::string Paths::tree(const Key& key) const { return path_join(trees_, key.str
 std::string Paths::tree_pkg(const Key& key) const { return pkg_in(tree(key)); }
 std::string Paths::tree_manifest(const Key& key) const { return manifest_in(tree(key)); }
 std::string Paths::lock(const Key& key) const { return path_join(locks_, key.str() + ".lock"); }
+
+std::string Paths::source(const Key& key) const {
+  return path_join(meta_, key.str() + std::string(kSourceSuffix));
+}
+std::string Paths::md5_link(std::string_view md5_hex) const {
+  return path_join(meta_, std::string(kMd5Prefix) + std::string(md5_hex) +
+                              std::string(kMd5LinkSuffix));
+}
 
 std::string Paths::new_tmp_path(std::string_view suffix) const {
   std::string name(kTmpPrefix);

@@ -5,6 +5,7 @@
 //   ROOT/v1/trees/<key>/{pkg/,manifest.json}
 //   ROOT/v1/locks/<key>.lock
 //   ROOT/v1/tmp/.tmp-<pid>-<token>[<suffix>]
+//   ROOT/v1/meta/{md5-<M>.sha256,<key>.source}   (cache/meta.h)
 //
 // Keys come from lock files, i.e. from untrusted input: every Store method runs check_key()
 // before a key reaches a Paths function, so a key can never contain '/' or "..".
@@ -27,11 +28,17 @@ namespace mat::cache {
 // kInvalidInput unless `key.hex` is 64 (SHA-256) or 32 (MD5) hex digits.
 Status check_key(const Key& key);
 
-// "sha256-<hex>" / "md5-<hex>" back to a Key (lowercase hex); nullopt for anything else.
-std::optional<Key> parse_key(std::string_view s);
 
 // Splits "sha256-<hex><ext>" (a file name in archives/) into key and format.
 std::optional<std::pair<Key, ArchiveFormat>> parse_archive_name(std::string_view file_name);
+
+// What a file name in meta/ is: the source of entry `key`, or the md5 index link of `key`
+// (an md5 key); nullopt for anything else.
+struct MetaName {
+  Key key;
+  bool md5_link = false;
+};
+std::optional<MetaName> parse_meta_name(std::string_view file_name);
 
 // Temp names are ".tmp-<pid>-<token>..."; returns the pid, or nullopt for other names.
 std::optional<pid_t> tmp_name_pid(std::string_view file_name);
@@ -47,6 +54,7 @@ class Paths {
   const std::string& trees_dir() const { return trees_; }
   const std::string& locks_dir() const { return locks_; }
   const std::string& tmp_dir() const { return tmp_; }
+  const std::string& meta_dir() const { return meta_; }
 
   // REQUIRES: check_key(key).ok()
   std::string archive(const Key& key, ArchiveFormat f) const;
@@ -54,6 +62,9 @@ class Paths {
   std::string tree_pkg(const Key& key) const;       // trees/<key>/pkg
   std::string tree_manifest(const Key& key) const;  // trees/<key>/manifest.json
   std::string lock(const Key& key) const;           // locks/<key>.lock
+  std::string source(const Key& key) const;         // meta/<key>.source
+  // meta/md5-<hex>.sha256. REQUIRES: `md5_hex` is 32 lowercase hex digits.
+  std::string md5_link(std::string_view md5_hex) const;
 
   // A fresh, unused name in tmp/: ".tmp-<pid>-<token><suffix>".
   std::string new_tmp_path(std::string_view suffix = "") const;
@@ -61,13 +72,16 @@ class Paths {
   // The store's own directories relative to the root, parents first: "v1", "v1/archives",
   // "v1/trees", "v1/locks", "v1/tmp".
   static const std::vector<std::string>& store_dirs();
+  // Directories created when possible: "v1/meta". A cache that an older version made and this
+  // user cannot write (root's, shared read-only) has none; its records are then simply absent.
+  static const std::vector<std::string>& optional_store_dirs();
 
   // Inside a tree directory (published or temp): "<dir>/pkg", "<dir>/manifest.json".
   static std::string pkg_in(const std::string& tree_dir);
   static std::string manifest_in(const std::string& tree_dir);
 
  private:
-  std::string root_, v1_, archives_, trees_, locks_, tmp_;
+  std::string root_, v1_, archives_, trees_, locks_, tmp_, meta_;
 };
 
 }  // namespace mat::cache

@@ -18,6 +18,7 @@
 
 #include "cache/extract.h"
 #include "cache/manifest.h"
+#include "cache/meta.h"
 #include "cache/paths.h"
 #include "cache/trust.h"
 
@@ -194,11 +195,13 @@ Status walk_tree(int dir_fd, const std::string& rel, const std::string& shown, u
 
 class PendingArchiveImpl final : public PendingArchive {
  public:
-  PendingArchiveImpl(Fs& fs, const Paths& paths, uid_t euid, std::string tmp,
-                     std::string final_path, UniqueFd fd, std::atomic<bool>* dir_renamed)
+  PendingArchiveImpl(Fs& fs, const Paths& paths, uid_t euid, ArchiveFormat format,
+                     std::string tmp, std::string final_path, UniqueFd fd,
+                     std::atomic<bool>* dir_renamed)
       : fs_(fs),
         paths_(paths),
         euid_(euid),
+        format_(format),
         tmp_(std::move(tmp)),
         final_(std::move(final_path)),
         fd_(std::move(fd)),
@@ -239,6 +242,12 @@ class PendingArchiveImpl final : public PendingArchive {
 
   int64_t bytes() const override { return bytes_; }
   const std::string& path() const override { return tmp_; }
+
+  Status retarget(const Key& key) override {
+    MAT_RETURN_IF_ERROR(check_key(key));
+    final_ = paths_.archive(key, format_);
+    return Status::Ok();
+  }
   // Dirty bytes of a download after which write() starts their write-back.
   static constexpr int64_t kWritebackBytes = 4 << 20;
 
@@ -274,6 +283,7 @@ class PendingArchiveImpl final : public PendingArchive {
   Fs& fs_;
   const Paths& paths_;  // the store's, which outlives this
   uid_t euid_;
+  ArchiveFormat format_;
   std::string tmp_;  // "" once published or aborted
   std::string final_;
   UniqueFd fd_;
@@ -324,7 +334,7 @@ class StoreImpl final : public Store {
     std::string tmp = paths_.new_tmp_path(format_ext(f));
     MAT_ASSIGN_OR_RETURN(UniqueFd fd, create_new_file(tmp, 0644));
     return std::unique_ptr<PendingArchive>(
-        new PendingArchiveImpl(fs_, paths_, euid_, std::move(tmp), paths_.archive(key, f),
+        new PendingArchiveImpl(fs_, paths_, euid_, f, std::move(tmp), paths_.archive(key, f),
                                std::move(fd), &archives_renamed_));
   }
 
@@ -347,13 +357,27 @@ class StoreImpl final : public Store {
   void remove_own_temp_files() const override;
   Status remove_entry(const Key& key) const override;
 
+  Result<std::vector<VerifyProblem>> verify_entry(const Key& key) const override;
+  Status remove_archive(const Key& key) const override;
+  Status remove_tree(const Key& key) const override;
+  std::optional<std::pair<std::string, ArchiveFormat>> any_archive(const Key& key) const override;
+  std::optional<Md5Link> find_md5(const std::string& md5_hex) const override;
+  Status record_md5(const std::string& md5_hex, const Key& sha256, bool verified) const override;
+  std::optional<std::string> find_source(const Key& key) const override;
+  bool has_source(const Key& key) const override;
+  Status record_source(const Key& key, const std::string& url) const override;
+  Status remove_record(const std::string& path) const override;
+
  private:
   Status write_manifest(const std::string& path, const Key& key, const Manifest& m) const;
   Result<std::unique_ptr<PendingTree>> make_tree(
       const Key& key, const std::function<Result<Manifest>(const std::string& pkg)>& fill) const;
   std::vector<VerifyProblem> verify_archive(const std::string& name) const;
   std::vector<VerifyProblem> verify_tree(const std::string& name) const;
+  std::vector<VerifyProblem> verify_tree_members(const std::string& name) const;
   std::vector<VerifyProblem> verify_locks() const;
+  std::vector<VerifyProblem> verify_record(const std::string& name) const;
+  Status clean_records() const;
   Result<std::set<std::string>> entry_keys() const;
 
   Paths paths_;
@@ -531,23 +555,27 @@ Result<StoreStats> StoreImpl::stats() const {
 std::vector<VerifyProblem> StoreImpl::verify_archive(const std::string& name) const {
   std::string path = path_join(paths_.archives_dir(), name);
   auto parsed = parse_archive_name(name);
-  if (!parsed) return {{"", path, "unexpected file in archives/"}};
+  if (!parsed) {
+    return {{"", path, "unexpected file in archives/: remove it (`rm " + path + "`) if it is yours"}};
+  }
   const Key& key = parsed->first;
   std::vector<VerifyProblem> out;
   Distrust bad;
   if (!find_archive(key, parsed->second, &bad)) {
     if (bad.path.empty()) return {};  // gone meanwhile
-    out.push_back({key.str(), path, bad.why + ": not used; it is replaced when next needed"});
+    out.push_back({key.str(), path, bad.why + ": not used; it is replaced when next needed",
+                   VerifyProblem::Part::kArchive});
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return out;  // nothing to hash
   }
   auto got = hash_file(path, key.kind);
   if (!got.ok()) {
-    out.push_back({key.str(), path, got.status().message()});
+    out.push_back({key.str(), path, got.status().message(), VerifyProblem::Part::kArchive});
   } else if (*got != key.hex) {
     const char* algo = key.kind == HashKind::kSha256 ? "sha256" : "md5";
-    out.push_back(
-        {key.str(), path, std::string(algo) + " mismatch: expected " + key.hex + ", got " + *got});
+    out.push_back({key.str(), path,
+                   std::string(algo) + " mismatch: expected " + key.hex + ", got " + *got,
+                   VerifyProblem::Part::kArchive});
   }
   return out;
 }
@@ -569,9 +597,19 @@ std::vector<VerifyProblem> StoreImpl::verify_locks() const {
 }
 
 std::vector<VerifyProblem> StoreImpl::verify_tree(const std::string& name) const {
+  std::vector<VerifyProblem> out = verify_tree_members(name);
+  for (auto& p : out) {
+    if (!p.key.empty()) p.part = VerifyProblem::Part::kTree;
+  }
+  return out;
+}
+
+std::vector<VerifyProblem> StoreImpl::verify_tree_members(const std::string& name) const {
   std::string dir = path_join(paths_.trees_dir(), name);
   auto key = parse_key(name);
-  if (!key) return {{"", dir, "unexpected entry in trees/"}};
+  if (!key) {
+    return {{"", dir, "unexpected entry in trees/: remove it (`rm -r " + dir + "`) if it is yours"}};
+  }
   std::string k = key->str();
   std::string manifest_path = paths_.tree_manifest(*key);
   // The entry as find_tree() sees it; a version-1 manifest is not damage (the entry is simply
@@ -657,13 +695,21 @@ Result<std::vector<VerifyProblem>> StoreImpl::verify() const {
   }
   MAT_ASSIGN_OR_RETURN(auto archives, list_dir(paths_.archives_dir()));
   MAT_ASSIGN_OR_RETURN(auto trees, list_dir(paths_.trees_dir()));
+  auto records = list_dir(paths_.meta_dir());
+  if (!records.ok() && records.status().code() != Code::kNotFound) return records.status();
+  if (!records.ok()) records = std::vector<std::string>{};  // an older version's cache
   // One job per entry, in parallel (hashing dominates); results are kept in listing order so
   // the report does not depend on timing.
-  const size_t n = archives.size() + trees.size();
+  const size_t n = archives.size() + trees.size() + records->size();
   std::vector<std::vector<VerifyProblem>> found(n);
   tbb::parallel_for(size_t{0}, n, [&](size_t i) {
-    found[i] =
-        i < archives.size() ? verify_archive(archives[i]) : verify_tree(trees[i - archives.size()]);
+    if (i < archives.size()) {
+      found[i] = verify_archive(archives[i]);
+    } else if (i < archives.size() + trees.size()) {
+      found[i] = verify_tree(trees[i - archives.size()]);
+    } else {
+      found[i] = verify_record((*records)[i - archives.size() - trees.size()]);
+    }
   });
   std::vector<VerifyProblem> out;
   for (auto& v : found) {
@@ -718,21 +764,164 @@ Status StoreImpl::clean(bool all) const {
     if (!lock.held()) continue;  // in use by another process: keep it
     MAT_RETURN_IF_ERROR(remove_entry(key));
   }
+  return clean_records();
+}
+
+// Records of meta/ whose entry is gone (a source) or leads nowhere (an md5 link to an entry
+// that is gone), and damaged ones. A record for an entry being produced right now may go too:
+// it is only a hint (the md5 index) or is written again by the producer (a source) afterwards.
+Status StoreImpl::clean_records() const {
+  auto names = list_dir(paths_.meta_dir());
+  if (!names.ok()) return names.status().code() == Code::kNotFound ? Status::Ok() : names.status();
+  for (const auto& name : *names) {
+    auto meta = parse_meta_name(name);
+    if (!meta) continue;  // not ours to judge
+    const std::string path = path_join(paths_.meta_dir(), name);
+    Key entry = meta->key;
+    if (meta->md5_link) {
+      auto text = read_trusted_record(path, euid_);
+      auto link = text.ok() ? parse_md5_link(*text, meta->key.hex) : std::nullopt;
+      if (link) entry = link->sha256;
+      if (!link && text.status().code() == Code::kNotFound) continue;
+      if (!link) entry = Key{};  // damaged: removed below
+    }
+    if (!entry.hex.empty() && (path_exists(paths_.tree(entry)) || any_archive(entry))) continue;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove " + path, errno);
+  }
   return Status::Ok();
 }
 
 Status StoreImpl::remove_entry(const Key& key) const {
+  MAT_RETURN_IF_ERROR(remove_archive(key));
+  return remove_tree(key);
+}
+
+Status StoreImpl::remove_archive(const Key& key) const {
   MAT_RETURN_IF_ERROR(check_key(key));
   for (ArchiveFormat f : kAllFormats) {
     std::string path = paths_.archive(key, f);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove " + path, errno);
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      MAT_RETURN_IF_ERROR(move_aside(fs_, paths_, path));
+    } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoStatus("remove " + path, errno);
+    }
   }
+  return Status::Ok();
+}
+
+Status StoreImpl::remove_tree(const Key& key) const {
+  MAT_RETURN_IF_ERROR(check_key(key));
   // Move the tree out of trees/ first, so find_tree() never sees a half-deleted tree.
   std::string tree = paths_.tree(key);
   if (!path_exists(tree)) return Status::Ok();
   std::string grave = paths_.new_tmp_path();
   MAT_RETURN_IF_ERROR(fs_.rename(tree, grave));
   return remove_all(grave);
+}
+
+std::optional<std::pair<std::string, ArchiveFormat>> StoreImpl::any_archive(const Key& key) const {
+  if (!check_key(key).ok()) return std::nullopt;
+  for (ArchiveFormat f : kAllFormats) {
+    std::string path = paths_.archive(key, f);
+    if (path_exists(path)) return std::make_pair(std::move(path), f);
+  }
+  return std::nullopt;
+}
+
+Result<std::vector<VerifyProblem>> StoreImpl::verify_entry(const Key& key) const {
+  MAT_RETURN_IF_ERROR(check_key(key));
+  std::vector<VerifyProblem> out;
+  for (ArchiveFormat f : kAllFormats) {
+    if (!path_exists(paths_.archive(key, f))) continue;
+    for (auto& p : verify_archive(key.str() + format_ext(f))) out.push_back(std::move(p));
+  }
+  if (path_exists(paths_.tree(key))) {
+    for (auto& p : verify_tree(key.str())) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<VerifyProblem> StoreImpl::verify_record(const std::string& name) const {
+  const std::string path = path_join(paths_.meta_dir(), name);
+  auto meta = parse_meta_name(name);
+  if (!meta) {
+    return {{"", path, "unexpected file in meta/: remove it (`rm " + path + "`) if it is yours"}};
+  }
+  const std::string k = meta->key.str();
+  auto problem = [&](std::string what) {
+    return std::vector<VerifyProblem>{{k, path, std::move(what), VerifyProblem::Part::kMeta}};
+  };
+  auto text = read_trusted_record(path, euid_);
+  if (!text.ok() && text.status().code() == Code::kNotFound) return {};  // gone meanwhile
+  if (!text.ok()) return problem(text.status().message() + ": not used");
+  if (!meta->md5_link) {
+    std::string_view url = *text;
+    if (!url.ends_with('\n') || !recordable_source(url.substr(0, url.size() - 1))) {
+      return problem("damaged source record (not one http(s) URL without credentials): not used");
+    }
+    return {};
+  }
+  auto link = parse_md5_link(*text, meta->key.hex);
+  if (!link) return problem("damaged md5 index record: not used");
+  if (!link->verified) return {};  // a lock's claim: checked against the archive when used
+  auto archive = any_archive(link->sha256);
+  if (!archive) return {};  // the entry is gone: the record leads to a miss, then is replaced
+  auto md5 = hash_file(archive->first, HashKind::kMd5);
+  if (md5.ok() && *md5 != meta->key.hex) {
+    return problem("md5 index record says " + link->sha256.str() + ", whose archive has md5 " +
+                   *md5 + ": not used");
+  }
+  return {};
+}
+
+std::optional<Md5Link> StoreImpl::find_md5(const std::string& md5_hex) const {
+  Key md5{HashKind::kMd5, md5_hex};
+  if (!check_key(md5).ok()) return std::nullopt;
+  const std::string hex = md5.str().substr(4);  // lowercase
+  auto text = read_trusted_record(paths_.md5_link(hex), euid_);
+  if (!text.ok()) return std::nullopt;
+  return parse_md5_link(*text, hex);
+}
+
+Status StoreImpl::record_md5(const std::string& md5_hex, const Key& sha256, bool verified) const {
+  Key md5{HashKind::kMd5, md5_hex};
+  MAT_RETURN_IF_ERROR(check_key(md5));
+  MAT_RETURN_IF_ERROR(check_key(sha256));
+  if (sha256.kind != HashKind::kSha256) return Internal("md5 index: target is not a sha256 key");
+  const std::string hex = md5.str().substr(4);
+  return write_record(fs_, paths_.new_tmp_path(".sha256"), paths_.md5_link(hex),
+                      md5_link_text(hex, Key{HashKind::kSha256, sha256.str().substr(7)}, verified));
+}
+
+std::optional<std::string> StoreImpl::find_source(const Key& key) const {
+  if (!check_key(key).ok()) return std::nullopt;
+  auto text = read_trusted_record(paths_.source(key), euid_);
+  if (!text.ok() || !text->ends_with('\n')) return std::nullopt;
+  text->pop_back();
+  if (!recordable_source(*text)) return std::nullopt;
+  return *text;
+}
+
+bool StoreImpl::has_source(const Key& key) const {
+  return check_key(key).ok() && path_exists(paths_.source(key));
+}
+
+Status StoreImpl::record_source(const Key& key, const std::string& url) const {
+  MAT_RETURN_IF_ERROR(check_key(key));
+  if (!recordable_source(url)) return Status::Ok();
+  return write_record(fs_, paths_.new_tmp_path(".source"), paths_.source(key), url + "\n");
+}
+
+Status StoreImpl::remove_record(const std::string& path) const {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos || path.substr(0, slash) != paths_.meta_dir() ||
+      !parse_meta_name(path.substr(slash + 1))) {
+    return Internal(path + ": not a record of " + paths_.meta_dir());
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove " + path, errno);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -755,7 +944,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& root, Fs& fs,
   const uid_t euid = ::geteuid();
   const std::string abs = absolute_path(root);
   std::vector<TrustProblem> problems;
-  auto real = open_trusted_dirs(abs, Paths::store_dirs(), euid, &problems);
+  auto real = open_trusted_dirs(abs, Paths::store_dirs(), euid, &problems,
+                                Paths::optional_store_dirs());
   if (!real.ok()) return real.status().with_context("open cache " + abs);
   if (!problems.empty() && !options.report_distrust) {
     std::string msg =

@@ -9,8 +9,13 @@
 //   ROOT/v1/trees/<key>/manifest.json  SHA-256 + size + type of every member (cache verify)
 //   ROOT/v1/locks/<key>.lock        per-entry flock, held while an entry is being produced
 //   ROOT/v1/tmp/                    temp files and dirs (".tmp-<pid>-<token>")
+//   ROOT/v1/meta/md5-<M>.sha256     md5 index: the sha256 entry holding the archive of MD5 M
+//   ROOT/v1/meta/<key>.source       the http(s) URL the entry was downloaded from (for repair)
 //
-// with <key> = "sha256-<64 hex>" or "md5-<32 hex>".
+// with <key> = "sha256-<64 hex>" or "md5-<32 hex>". Entries are stored by SHA-256: an
+// `@EXPLICIT` `#md5` lock's package is downloaded once, hashed with both digests and stored
+// under its sha256, and the md5 index (cache/meta.h) leads later md5 lookups there. md5-<hex>
+// entries are only those an older version made; they are still used.
 //
 // Publish protocol: write into tmp/ (same file system) → verify → fsync → rename into place.
 // A final name always means a complete, verified entry; a crash leaves only tmp/ garbage that
@@ -52,6 +57,9 @@ struct Key {
   std::string str() const;
   bool operator==(const Key&) const = default;
 };
+
+// "sha256-<hex>" / "md5-<hex>" back to a Key (lowercase hex); nullopt for anything else.
+std::optional<Key> parse_key(std::string_view s);
 
 enum class ArchiveFormat { kConda, kTarBz2, kWheel };
 
@@ -108,6 +116,10 @@ class PendingArchive {
   // an archive there that find_archive() passes over (a trusted one is kept). Returns the
   // final path.
   virtual Result<std::string> publish() = 0;
+  // publish() to archives/<key><ext> instead of the name begin_archive() was given: an
+  // md5-only download is stored under the sha256 its bytes turned out to have. The caller
+  // holds that entry's lock. Errors: kInvalidInput for a malformed key.
+  virtual Status retarget(const Key& key) = 0;
 };
 
 // A tree extracted into tmp/, not yet under trees/. Destruction without commit() removes it.
@@ -152,9 +164,21 @@ struct StoreOptions {
 };
 
 struct VerifyProblem {
-  std::string key;
+  // What `cache verify --repair` does about it: re-extract or fetch the entry's archive or tree,
+  // drop a record of meta/, or nothing (kOther: a directory's permissions, a stray file).
+  enum class Part { kOther, kArchive, kTree, kMeta };
+  std::string key;      // the entry ("" for kOther); for an md5 index record, "md5-<M>"
   std::string path;     // what is wrong
   std::string problem;  // "sha256 mismatch: ...", "file missing", ...
+  Part part = Part::kOther;
+};
+
+// An md5 index record (cache/meta.h): the archive whose MD5 was looked up is stored under
+// `sha256`. `verified` = hashed by this cache; else a lock's unchecked claim, to be checked
+// against the stored archive before use.
+struct Md5Link {
+  Key sha256;
+  bool verified = false;
 };
 
 class Store {
@@ -227,19 +251,52 @@ class Store {
   virtual void sync_dirs() const = 0;
 
   virtual Result<StoreStats> stats() const = 0;
-  // Re-hashes every archive against its key and every tree against its manifest, and checks
-  // the permission model on every directory, archive, lock file and tree member (opened with
-  // report_distrust, the cache's own directories first: if one of them fails, only those
-  // problems are listed). Returns the problems found (empty = healthy). Errors only for
-  // run-wide failures.
+  // Re-hashes every archive against its key and every tree against its manifest, checks the
+  // records of meta/ (readable, undamaged, trusted; the archive behind a "verified" md5 record
+  // hashed with MD5), and checks the permission model on every directory, archive, lock file
+  // and tree member (opened with report_distrust, the cache's own directories first: if one of
+  // them fails, only those problems are listed). Returns the problems found (empty = healthy),
+  // each with the Part that `cache verify --repair` acts on. Errors only for run-wide
+  // failures.
   virtual Result<std::vector<VerifyProblem>> verify() const = 0;
-  // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now.
+  // Removes tmp/ leftovers and stale locks; with `all`, every entry not locked right now, and
+  // the records of meta/ whose entry is gone (or that are damaged).
   virtual Status clean(bool all) const = 0;
   // Removes this process's own tmp/ entries: for a process about to _exit() without running
   // the destructors that would (an interrupt's hard stop). Best effort; safe from any thread.
   virtual void remove_own_temp_files() const = 0;
   // Removes one entry (archive and tree), e.g. after `verify` found it damaged.
   virtual Status remove_entry(const Key& key) const = 0;
+
+  // --- repair (`cache verify --repair`); the caller holds the entry lock -----------------------
+  // verify() for one entry: its archives (any format) and its tree (not meta/).
+  virtual Result<std::vector<VerifyProblem>> verify_entry(const Key& key) const = 0;
+  // Removes the entry's archive (every format) / its tree (moved into tmp/ first, so
+  // find_tree() never sees half of it). Absent is fine.
+  virtual Status remove_archive(const Key& key) const = 0;
+  virtual Status remove_tree(const Key& key) const = 0;
+  // The path of the entry's archive in any format, if there is one (trusted or not), and its
+  // format.
+  virtual std::optional<std::pair<std::string, ArchiveFormat>> any_archive(
+      const Key& key) const = 0;
+
+  // --- records beside the entries (cache/meta.h) -----------------------------------------------
+  // The md5 index record for `md5_hex` (32 hex digits), if present, trusted and undamaged.
+  // Costs open, fstat, pread, close.
+  virtual std::optional<Md5Link> find_md5(const std::string& md5_hex) const = 0;
+  // Records md5 → sha256 (atomically replacing a record there). Errors: kInvalidInput for a
+  // malformed digest, kIo, kNoSpace.
+  virtual Status record_md5(const std::string& md5_hex, const Key& sha256,
+                            bool verified) const = 0;
+  // The URL the entry was downloaded from, if recorded (and trusted, and still recordable).
+  virtual std::optional<std::string> find_source(const Key& key) const = 0;
+  // True if a source record exists for `key` (one lstat; not read or checked).
+  virtual bool has_source(const Key& key) const = 0;
+  // Records `url` as the entry's source. A URL that recordable_source() refuses (not http(s),
+  // credentials, too long) is not recorded: returns Ok and writes nothing.
+  virtual Status record_source(const Key& key, const std::string& url) const = 0;
+  // Removes a record of meta/ by its verify() problem path. Only names inside meta/.
+  virtual Status remove_record(const std::string& path) const = 0;
 };
 
 }  // namespace mat::cache

@@ -176,7 +176,8 @@ std::string trust_fix(const std::string& path, const struct stat& st, uid_t euid
 
 Result<std::string> open_trusted_dirs(const std::string& root,
                                       const std::vector<std::string>& subdirs, uid_t euid,
-                                      std::vector<TrustProblem>* problems) {
+                                      std::vector<TrustProblem>* problems,
+                                      const std::vector<std::string>& optional_subdirs) {
   // The deepest part of `root` that exists, resolved: the check applies to the directories the
   // cache really lives in, and the store then uses that path, so a symlink on the way that
   // someone changes later does not move this run's cache.
@@ -240,6 +241,15 @@ Result<std::string> open_trusted_dirs(const std::string& root,
     MAT_ASSIGN_OR_RETURN(UniqueFd fd, step(parent, base_name(sub), path_join(real_root, sub),
                                            Role::kStore, ok_so_far(), euid, problems));
     if (fd.valid()) opened.emplace(sub, std::move(fd));
+  }
+  for (const auto& sub : optional_subdirs) {
+    auto it = opened.find(dir_name(sub));
+    if (it == opened.end()) continue;
+    // Absent (not ours to create) is fine; distrust is in `problems`.
+    step(it->second.get(), base_name(sub), path_join(real_root, sub), Role::kStore, ok_so_far(),
+         euid, problems)
+        .status()
+        .ignore();
   }
   return real_root;
 }

@@ -5,7 +5,7 @@
 // whoever can change a cache file can run code as every user of the cache. The store therefore
 // trusts only what is owned by the effective uid or by root and writable by nobody else:
 //
-//   - the cache root, v1/ and v1/{archives,trees,locks,tmp}: owned by euid or root, no group or
+//   - the cache root, v1/ and v1/{archives,trees,locks,meta,tmp}: owned by euid or root, no group or
 //     other write bit, real directories (not symlinks). Sticky does not excuse a writable one:
 //     entry names are predictable (content digests), so in a sticky trees/ anyone could claim
 //     trees/<key> first, and in locks/ hold any entry's lock for ever.
@@ -66,9 +66,12 @@ struct TrustProblem {
 // and created with mkdirat under the checked parent, so nothing is created through a symlink
 // or in a directory that failed. Problems are appended to `problems`; creation stops at the
 // first. Returns the real root. Errors: kIo / kNoSpace for failures other than distrust.
+// `optional_subdirs` (after `subdirs`) are checked the same way when they exist; one that cannot
+// be created or opened is left out without an error.
 Result<std::string> open_trusted_dirs(const std::string& root,
                                       const std::vector<std::string>& subdirs, uid_t euid,
-                                      std::vector<TrustProblem>* problems);
+                                      std::vector<TrustProblem>* problems,
+                                      const std::vector<std::string>& optional_subdirs = {});
 
 // Creates a new file with O_CREAT | O_EXCL | O_NOFOLLOW: never through a symlink or into an
 // existing file, whoever planted it. Errors: kIo ("create PATH: File exists"), kNoSpace.

@@ -38,10 +38,12 @@
 #include "fetch/fetcher.h"
 #include "materializer/base/beneath.h"
 #include "materializer/base/fs.h"
+#include "materializer/base/hash.h"
 #include "materializer/base/json.h"
 #include "materializer/base/text.h"
 #include "materializer/base/url.h"
 #include "materializer/interrupt.h"
+#include "materializer/cache_repair.h"
 #include "materializer/local_files.h"
 #include "materializer/progress.h"
 #include "materializer/pypi_plan.h"
@@ -71,6 +73,18 @@ struct PkgState {
   std::string http_version;
   int attempts = 0;
   FileLock lock;
+  // An md5-only lock entry that the md5 index does not lead to (README "Cache layout"): locked
+  // and downloaded as md5-<M>, hashed with both digests, then stored under its sha256 (rekey),
+  // holding both locks. `fetched_sha256` is the downloaded bytes' digest; `rekey_wait` marks a
+  // download whose sha256 entry another process held at that moment.
+  bool by_md5 = false;
+  FileLock md5_lock;
+  std::string fetched_sha256;
+  bool rekey_wait = false;
+  // The entry's lock was held by another process producing it: this run waited for that
+  // (lock_wait_s of it blocked on the lock itself) instead of downloading it too.
+  bool lock_waited = false;
+  double lock_wait_s = 0;
   std::unique_ptr<cache::PendingArchive> pending;
   // A .conda download that the streaming thread may extract as it arrives: the file it grows in
   // and how far it is (set at submission, then read-only but for `follow`).
@@ -103,8 +117,9 @@ const char* hint_for(Code c) {
       return "a transient network failure: rerun the same command (finished packages stay "
              "cached)";
     case Code::kCorrupt:
-      return "the archive is damaged or unsafe; nothing from it was installed: re-download "
-             "with a fresh cache entry, or report it to the channel";
+      return "the archive is damaged or unsafe; nothing from it was installed and the cache "
+             "did not keep it: rerun the same command to download it again, or report it to "
+             "the channel";
     case Code::kNoSpace:
       return "free disk space (cache and prefix) and rerun";
     case Code::kCancelled:
@@ -264,15 +279,29 @@ class Pipeline {
     }
     auto t0 = Clock::now();
     MAT_RETURN_IF_ERROR(run_round(todo));
+    MAT_RETURN_IF_ERROR(finish_rekeys(todo));
     // Entries another process was producing: wait for each, then take over whatever it left.
+    // The waits go in key order ("md5-" before "sha256-"), as do those of finish_rekeys(), while
+    // a process holds only locks that sort before the one it waits for: two processes never
+    // wait on each other (in lock-file order, A waiting for B's entry while B waits for A's
+    // was possible when both took over entries a third process failed to produce).
+    std::sort(deferred.begin(), deferred.end(), [&](size_t a, size_t b) {
+      return states_[a].key.str() < states_[b].key.str();
+    });
     std::vector<size_t> round2;
     for (size_t i : deferred) {
-      progress_.detail(label(*states_[i].ref) + ": waiting for another process to cache it");
-      MAT_ASSIGN_OR_RETURN(FileLock l, store_.lock_entry(states_[i].key, /*wait=*/true));
-      states_[i].lock = std::move(l);
+      PkgState& s = states_[i];
+      progress_.detail(label(*s.ref) + ": waiting for another process to cache it");
+      auto w0 = Clock::now();
+      MAT_ASSIGN_OR_RETURN(FileLock l, store_.lock_entry(s.key, /*wait=*/true));
+      s.lock_waited = true;
+      s.lock_wait_s = seconds_since(w0);
+      trace_.add(s.ref->name, "wait for the cache entry", w0, Clock::now(), Trace::kMainLane);
+      s.lock = std::move(l);
       if (!recheck_hit(i)) round2.push_back(i);
     }
     MAT_RETURN_IF_ERROR(run_round(round2));
+    MAT_RETURN_IF_ERROR(finish_rekeys(round2));
     store_.sync_dirs();  // this run's renames into archives/ and trees/, made durable at once
     fetch_extract_wall = seconds_since(t0);
     return Status::Ok();
@@ -294,11 +323,8 @@ class Pipeline {
     PkgState& s = states_[i];
     s.ref = &plan_[i];
     const PackageRef& r = *s.ref;
-    if (!r.sha256.empty()) {
-      s.key = cache::Key{HashKind::kSha256, r.sha256};
-    } else {
-      s.key = cache::Key{HashKind::kMd5, r.md5};
-    }
+    s.key = r.sha256.empty() ? cache::Key{HashKind::kMd5, r.md5}
+                             : cache::Key{HashKind::kSha256, r.sha256};
     auto fmt = cache::format_from_name(r.file_name);
     bool wheel = fmt && *fmt == cache::ArchiveFormat::kWheel;
     if (!fmt || wheel != (r.kind == PackageKind::kPypi)) {
@@ -309,6 +335,7 @@ class Pipeline {
     }
     s.format = *fmt;
     s.bytes = r.size;
+    if (r.sha256.empty() && is_hex(r.md5, 32)) resolve_md5(s);
     cache::Distrust bad;
     if (auto tree = store_.find_tree(s.key, &bad)) {
       s.cache_hit = true;
@@ -316,10 +343,63 @@ class Pipeline {
       cache::Distrust bad_archive;
       s.archive_path = store_.find_archive(s.key, s.format, &bad_archive).value_or("");
       note_distrust(s, bad_archive, "not used");
+      // Entries made before sources were recorded learn theirs now (one lstat per hit with an
+      // http(s) URL), so `cache verify --repair` can fetch them again.
+      if (r.url.starts_with("http") && !store_.has_source(s.key)) {
+        store_.record_source(s.key, r.url).ignore();
+      }
     } else {
       note_distrust(s, bad, "extracting it afresh");
     }
     return true;
+  }
+
+  // An md5-only lock entry (README "Cache layout"): the sha256 entry the md5 index leads to,
+  // when its archive has that md5 (a lock's unchecked claim is checked against the stored
+  // archive once, then recorded as verified); else an md5-<M> entry an older version made;
+  // else by_md5 (downloaded, then stored under its sha256).
+  void resolve_md5(PkgState& s) {
+    const std::string& md5 = s.ref->md5;
+    s.by_md5 = false;
+    if (auto link = store_.find_md5(md5)) {
+      if (link->verified || confirm_md5_claim(s, *link)) {
+        if (store_.find_tree(link->sha256) || store_.find_archive(link->sha256, s.format)) {
+          s.key = link->sha256;
+          return;
+        }
+      }
+    }
+    if (store_.find_tree(s.key) || store_.find_archive(s.key, s.format)) return;  // md5-<M>
+    s.by_md5 = true;
+  }
+
+  // Hashes the archive a claim leads to (once per entry: the record then says "verified").
+  bool confirm_md5_claim(const PkgState& s, const cache::Md5Link& link) {
+    auto archive = store_.find_archive(link.sha256, s.format);
+    if (!archive) return false;
+    auto got = hash_file(*archive, HashKind::kMd5);
+    if (!got.ok() || *got != s.key.str().substr(4)) return false;  // s.key: md5-<lowercase M>
+    store_.record_md5(s.ref->md5, link.sha256, /*verified=*/true).ignore();
+    return true;
+  }
+
+  // What the cache learns from an entry this run produced or waited for (cache/meta.h): its
+  // source URL (http(s) without credentials only), and its md5 when the lock named one:
+  // verified for a by_md5 download (both digests came from the bytes), else a claim, unless
+  // a record is there already.
+  void record_meta(const PkgState& s) {
+    store_.record_source(s.key, s.ref->url).ignore();
+    if (s.key.kind != HashKind::kSha256 || s.ref->md5.empty()) return;
+    if (s.by_md5) {
+      store_.record_md5(s.ref->md5, s.key, /*verified=*/true).ignore();
+    } else if (!store_.find_md5(s.ref->md5)) {
+      store_.record_md5(s.ref->md5, s.key, /*verified=*/false).ignore();
+    }
+  }
+
+  static void release_locks(PkgState& s) {
+    s.lock.release();
+    s.md5_lock.release();
   }
 
   // An entry the cache passed over (README "Permission model"): a warning naming it and why,
@@ -338,6 +418,13 @@ class Pipeline {
 
   bool recheck_hit(size_t i) {
     PkgState& s = states_[i];
+    if (s.by_md5) {
+      // The process we waited for may have stored it under its sha256.
+      auto link = store_.find_md5(s.ref->md5);
+      if (!link || !link->verified || !store_.find_tree(link->sha256)) return false;
+      s.key = link->sha256;
+      s.by_md5 = false;
+    }
     if (auto tree = store_.find_tree(s.key)) {
       s.cache_hit = true;
       s.tree = *tree;
@@ -394,11 +481,12 @@ class Pipeline {
       auto pending = store_.begin_archive(s.key, s.format);
       if (!pending.ok()) {
         s.status = pending.status();
-        s.lock.release();
+        release_locks(s);
         continue;
       }
       s.pending = std::move(pending).value();
-      if (opts_.stream && s.format == cache::ArchiveFormat::kConda) {
+      // A by_md5 tree cannot be extracted as it arrives: its key is known only at the end.
+      if (opts_.stream && s.format == cache::ArchiveFormat::kConda && !s.by_md5) {
         s.growing = std::make_shared<cache::GrowingFile>();
         s.growing_path = s.pending->path();
         streamable = true;
@@ -406,7 +494,7 @@ class Pipeline {
       fetch::Request req;
       req.url = s.ref->url;
       req.sink = std::make_unique<ArchiveSink>(s.pending.get(), &progress_, s.growing.get());
-      req.want_sha256 = !s.ref->sha256.empty();
+      req.want_sha256 = !s.ref->sha256.empty() || s.by_md5;
       // MD5 only when the lock gives no SHA-256 (as micromamba and rattler do): the SHA-256
       // check is the stronger one, and MD5 would cost ~0.8 CPU-s per GB on the fetch thread.
       req.want_md5 = s.ref->sha256.empty() && !s.ref->md5.empty();
@@ -536,7 +624,7 @@ class Pipeline {
       s.status = st;
       s.pending->abort();
       s.pending.reset();
-      s.lock.release();
+      release_locks(s);
       latch.done();
       return;
     }
@@ -545,6 +633,11 @@ class Pipeline {
     downloaded_bytes += r.bytes;
     progress_.detail("downloaded " + label(*s.ref) + " (" + human_bytes(r.bytes) + ", HTTP/" +
                      r.http_version + ")");
+    if (s.by_md5) {
+      s.fetched_sha256 = r.sha256;
+      rekey(i, /*wait=*/false, latch);
+      return;
+    }
     if (s.growing) {
       std::lock_guard<std::mutex> l(stream_mu_);
       if (s.follow == PkgState::Follow::kFollowing) {
@@ -555,6 +648,73 @@ class Pipeline {
       s.follow = PkgState::Follow::kClosed;
     }
     schedule(i, /*publish=*/true, r.bytes, latch);
+  }
+
+  // A by_md5 download is complete and its md5 verified: from here on it is the entry of its
+  // sha256, whose lock it takes besides the md5 one. On a fetch thread (wait=false): when
+  // another process holds that lock, the package is set aside (rekey_wait, its temp file kept)
+  // for finish_rekeys(). If the sha256 entry is there already (stored by a sha256 lock before
+  // the index knew its md5), it is used and the download dropped.
+  void rekey(size_t i, bool wait, TaskLatch& latch) {
+    PkgState& s = states_[i];
+    cache::Key key{HashKind::kSha256, s.fetched_sha256};
+    auto w0 = Clock::now();
+    auto lock = store_.lock_entry(key, wait);
+    if (lock.ok() && !lock->held()) {
+      s.rekey_wait = true;
+      latch.done();
+      return;
+    }
+    Status st = lock.status();
+    if (st.ok()) st = s.pending->retarget(key);
+    if (!st.ok()) {
+      s.status = st;
+      s.pending->abort();
+      s.pending.reset();
+      release_locks(s);
+      latch.done();
+      return;
+    }
+    if (wait) {
+      s.lock_waited = true;
+      s.lock_wait_s += seconds_since(w0);
+    }
+    s.md5_lock = std::move(s.lock);
+    s.lock = std::move(lock).value();
+    s.key = key;
+    if (auto tree = store_.find_tree(key)) {
+      s.pending->abort();
+      s.pending.reset();
+      s.tree = *tree;
+      s.archive_path = store_.find_archive(key, s.format).value_or("");
+      record_meta(s);
+      release_locks(s);
+      latch.done();
+      return;
+    }
+    schedule(i, /*publish=*/true, s.bytes, latch);
+  }
+
+  // The rekey_wait packages of `round`: each waits for its sha256 entry's lock (in key order,
+  // see fetch_and_extract), then goes on as rekey() does.
+  Status finish_rekeys(const std::vector<size_t>& round) {
+    std::vector<size_t> waiting;
+    for (size_t i : round) {
+      if (states_[i].rekey_wait) waiting.push_back(i);
+    }
+    if (waiting.empty()) return Status::Ok();
+    std::sort(waiting.begin(), waiting.end(), [&](size_t a, size_t b) {
+      return states_[a].fetched_sha256 < states_[b].fetched_sha256;
+    });
+    TaskLatch latch;
+    for (size_t i : waiting) {
+      states_[i].rekey_wait = false;
+      progress_.detail(label(*states_[i].ref) + ": waiting for another process to cache it");
+      latch.add();
+      rekey(i, /*wait=*/true, latch);
+    }
+    latch.wait();
+    return Status::Ok();
   }
 
   // Queues package i's publish (when `publish`) and extraction. Workers take the largest ready
@@ -605,7 +765,7 @@ class Pipeline {
       } else if (c != Code::kCancelled && c != Code::kNoSpace && c != Code::kIo) {
         store_.remove_entry(s.key).ignore();
       }
-      s.lock.release();
+      release_locks(s);
       latch.done();
       return;
     }
@@ -619,7 +779,8 @@ class Pipeline {
     committer_.post([this, &s, &latch, pending_tree, publish]() mutable {
       commit(s, publish, *pending_tree);
       pending_tree.reset();  // an uncommitted tree's temp dir goes here, on this thread
-      s.lock.release();
+      if (s.status.ok()) record_meta(s);
+      release_locks(s);
       latch.done();
     });
   }
@@ -890,6 +1051,7 @@ nlohmann::json make_report(const InstallOptions& opts, const LockFile* lock,
     if (!s.http_version.empty()) p["http_version"] = s.http_version;
     if (s.attempts > 1) p["attempts"] = s.attempts;
     if (s.streamed) p["streamed"] = true;
+    if (s.lock_waited) p["lock_wait_seconds"] = s.lock_wait_s;
     if (!s.warnings.empty()) p["warnings"] = s.warnings;
     p["error"] =
         s.status.ok() ? nlohmann::json(nullptr) : nlohmann::json(clip_message(s.status.message()));
@@ -1312,7 +1474,7 @@ int run_install(const InstallOptions& in) {
 }
 
 int run_cache_command(const std::string& what, const std::string& cache_dir_in, bool all,
-                      bool json) {
+                      bool json, bool repair) {
   std::string cache_dir = absolute_path(cache_dir_in.empty() ? default_cache_dir() : cache_dir_in);
   // `verify` reports directories that fail the permission model among its problems; `stats`
   // and `clean` refuse such a cache, as install does (exit 2).
@@ -1350,30 +1512,7 @@ int run_cache_command(const std::string& what, const std::string& cache_dir_in, 
     }
     return 0;
   }
-  if (what == "verify") {
-    auto problems = (*store)->verify();
-    if (!problems.ok()) {
-      std::fprintf(stderr, "error: %s\n", clip_message(problems.status().to_string()).c_str());
-      return 1;
-    }
-    for (const auto& p : *problems) {
-      if (p.key.empty()) {
-        std::printf("%s: %s\n", p.path.c_str(), p.problem.c_str());
-      } else {
-        std::printf("%s: %s: %s\n", p.key.c_str(), p.path.c_str(), p.problem.c_str());
-      }
-    }
-    if (!problems->empty()) {
-      std::fprintf(stderr,
-                   "error: %zu problem(s) in %s; fix the permissions named above, remove the "
-                   "damaged entries with `materializer cache clean --all` (or delete them) and "
-                   "reinstall\n",
-                   problems->size(), cache_dir.c_str());
-      return 1;
-    }
-    std::printf("cache %s: ok\n", cache_dir.c_str());
-    return 0;
-  }
+  if (what == "verify") return verify_cache_command(**store, cache_dir, repair);
   if (what == "clean") {
     Status st = (*store)->clean(all);
     if (!st.ok()) {

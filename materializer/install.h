@@ -53,7 +53,8 @@ int run_install(const InstallOptions& opts);
 // Default cache: $MATERIALIZER_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/materializer.
 std::string default_cache_dir();
 
-// `materializer cache stats|verify|clean [--all]`.
-int run_cache_command(const std::string& what, const std::string& cache_dir, bool all, bool json);
+// `materializer cache stats [--json] | verify [--repair] | clean [--all]`.
+int run_cache_command(const std::string& what, const std::string& cache_dir, bool all, bool json,
+                      bool repair);
 
 }  // namespace mat

@@ -100,7 +100,7 @@ Result<Entry> source_of(DirCache& dirs, const std::string& tree, const std::stri
   if (!fd.ok()) {
     return Status(fd.status().code(), shown + ": " + fd.status().message() +
                                           "; the cache entry is damaged: run `materializer cache "
-                                          "verify`, then `materializer cache clean --all`");
+                                          "verify --repair`, then rerun");
   }
   return Entry{*fd, name, shown};
 }

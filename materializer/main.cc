@@ -2,7 +2,7 @@
 //
 //   materializer install LOCKFILE --prefix DIR [selection] [cache] [--jobs N] [--report F]
 //   materializer prewarm LOCKFILE [selection] [cache]          # download + verify + extract only
-//   materializer cache stats|verify|clean [--cache-dir DIR]
+//   materializer cache stats [--json] | verify [--repair] | clean [--all] [--cache-dir DIR]
 //
 // main() parses the command line, sets process-wide state once (libcurl init, locale for
 // archive member names), and hands over to run_install()/run_cache_command(). Exit codes:
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
     CLI::App* cache = app.add_subcommand("cache", "inspect or maintain the package cache");
     cache->require_subcommand(1);
     std::string cache_dir;
-    bool all = false, json = false;
+    bool all = false, json = false, repair = false;
     for (const char* name : {"stats", "verify", "clean"}) {
       CLI::App* sub = cache->add_subcommand(name, std::string(name) + " the cache");
       sub->add_option("--cache-dir", cache_dir, "package cache directory");
@@ -170,6 +170,11 @@ int main(int argc, char** argv) {
         sub->add_flag("--all", all, "remove every entry, not only temporary files");
       }
       if (std::string(name) == "stats") sub->add_flag("--json", json, "machine-readable output");
+      if (std::string(name) == "verify") {
+        sub->add_flag("--repair", repair,
+                      "repair each damaged entry: extract it afresh from its archive, fetch it "
+                      "again from its recorded URL, or remove it");
+      }
     }
 
     try {
@@ -192,7 +197,7 @@ int main(int argc, char** argv) {
       return mat::run_install(opts);
     }
     for (CLI::App* sub : cache->get_subcommands()) {
-      return mat::run_cache_command(sub->get_name(), cache_dir, all, json);
+      return mat::run_cache_command(sub->get_name(), cache_dir, all, json, repair);
     }
     return 2;
   } catch (const std::bad_alloc&) {

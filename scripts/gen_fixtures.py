@@ -800,12 +800,14 @@ def generate(out, bench=0):
               render(text, {"@BASE_URL@": chan_url}))
         exp = dict(expected)
         exp["lock"] = lock_name
-        if fmt == "explicit":  # md5-only lines are keyed by md5
-            keys = {e["name"]: ("sha256-" + e["sha256"] if i % 2 == 0 else "md5-" + e["md5"])
-                    for i, e in enumerate(entries)}
+        # The cache stores every entry by sha256, md5-only (@EXPLICIT #md5) lines included;
+        # `locked_by` says which digest the lock gave.
+        if fmt == "explicit":
+            by = {e["name"]: ("sha256" if i % 2 == 0 else "md5") for i, e in enumerate(entries)}
         else:
-            keys = {e["name"]: "sha256-" + e["sha256"] for e in entries}
-        exp["packages"] = [dict(r, key=keys[r["name"]]) for r in expected["packages"]]
+            by = {e["name"]: "sha256" for e in entries}
+        exp["packages"] = [dict(r, key="sha256-" + r["sha256"], locked_by=by[r["name"]])
+                           for r in expected["packages"]]
         write(os.path.join(out, "expected", stem + ".json"), jdump(exp))
         manifest["locks"][lock_name] = {"in": f"locks/{lock_name}.in",
                                         "file": f"locks/file/{lock_name}",

@@ -740,7 +740,7 @@ def check_records(prefix, expected, archive_sha256=None):
         elif rec.get("sha256") not in (None, "", real_sha):
             diffs.append(f"conda-meta/{fname}: sha256 {rec.get('sha256')!r} is not the "
                          f"archive's {real_sha}")
-        if pkg["key"].startswith("md5-") and rec.get("md5") != pkg["md5"]:
+        if pkg.get("locked_by") == "md5" and rec.get("md5") != pkg["md5"]:
             diffs.append(f"conda-meta/{fname}: md5 {rec.get('md5')!r}, expected {pkg['md5']}")
         if not str(rec.get("url", "")).endswith(pkg["file_name"]):
             diffs.append(f"conda-meta/{fname}: url {rec.get('url')!r} does not end in "

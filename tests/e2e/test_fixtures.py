@@ -248,9 +248,10 @@ class FixtureTest(harness.TempDirTestCase):
         fl = harness.load_yaml(os.path.join(fx.root, "locks", "file", "conda-lock.yml"))
         for p in fl["package"]:
             self.assertTrue(os.path.isfile(p["url"][len("file://"):]), p["url"])
-        # expected keys
+        # expected keys: every entry cached by sha256, md5-only lines included
         exp = fx.expected("explicit.txt")
-        self.assertTrue(any(p["key"].startswith("md5-") for p in exp["packages"]))
+        self.assertTrue(any(p["locked_by"] == "md5" for p in exp["packages"]))
+        self.assertTrue(all(p["key"] == "sha256-" + p["sha256"] for p in exp["packages"]))
 
     def test_bad_locks(self):
         import yaml
