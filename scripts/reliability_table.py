@@ -37,16 +37,21 @@ CLASSES = [
     ("bad.test_cache_trust", "Caches others could change (owners, modes, planted links)"),
     ("bad.test_bad_locks", "Hostile locks (nesting, duplicates, bad UTF-8, file:// URLs, "
                            "nothing selected, sizes)"),
-    ("bad.test_bad_inputs", "Malformed packages and locks"),
-    ("bad.test_bad_wheels", "Malformed and hostile wheels (RECORD, names, layout)"),
+    ("bad.test_bad_inputs", "Malformed packages and locks (digests, escapes, missing fields)"),
+    ("bad.test_bad_wheels", "Malformed and hostile wheels (RECORD, zip slip, names)"),
+    ("bad.test_messages", "Huge echoed values, odd credentials, hints naming real commands"),
     ("e2e.test_network_faults", "Network faults (5xx/429, resets, short bodies, stalls, wrong "
                                 "bytes, HTML pages, redirect loops, small backlog)"),
-    ("bad.test_killed", "Kills and signals (SIGKILL at random moments, SIGINT, SIGTERM)"),
-    ("bad.test_disk_full", "Disk full and read-only targets"),
-    ("e2e.test_concurrent", "Many processes, one cache"),
-    ("e2e.test_cache_cmds", "Damaged cache entries (cache verify, --repair)"),
+    ("bad.test_killed", "SIGKILL at seeded random moments of every phase"),
+    ("bad.test_interrupted", "SIGINT/SIGTERM at every phase, stalled downloads, lock waits"),
+    ("bad.test_disk_full", "Disk full and read-only targets (prefix and cache)"),
+    ("e2e.test_concurrent", "Many processes, one cache (8 at once, lock-order deadlock)"),
+    ("e2e.test_cache_repair", "Damaged cache entries repaired per entry (cache verify --repair)"),
+    ("e2e.test_md5_index", "md5 and sha256 locks sharing entries; lying md5 claims"),
+    ("e2e.test_noop_options", "Every result-changing option reinstalls (the no-op stamp)"),
 ]
-FILE_PATTERN = r"^(bad\..*|e2e\.test_network_faults|e2e\.test_concurrent|e2e\.test_cache_cmds)$"
+FILE_PATTERN = (r"^(bad\..*|e2e\.test_network_faults|e2e\.test_concurrent|e2e\.test_cache_repair|"
+                r"e2e\.test_md5_index|e2e\.test_noop_options)$")
 
 # Where the suite may write: its temporary directories, the build, Python's byte code.
 WATCH_ROOTS = ["/etc", "/usr", "/opt", "/root", "/home", "/var", "/srv", "/boot"]
@@ -159,6 +164,7 @@ def main():
     if os.path.exists(ledger):
         with open(ledger, encoding="utf-8") as f:
             records = [json.loads(line) for line in f if line.strip()]
+    records = [r for r in records if re.match(args.only, r["file"])]
     table, failed = tabulate(records, fuzz, outside)
     print(table)
     if outside:

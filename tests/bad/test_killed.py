@@ -321,7 +321,8 @@ class KillSoakTest(harness.MaterializerTestCase):
                 "conda-meta", os.path.join("conda-meta", ".materializer-lock")]:
             return
         self.assertEqual(records, want_records,
-                         where + ": the prefix is not marked incomplete but lacks records")
+                         where + ": the prefix is not marked incomplete but lacks records; it "
+                         "holds " + repr(sorted(snapshot(prefix))[:20]))
         left = [d for d in diff(snapshot(prefix), want)
                 if ".materializer-stamp" not in d and not TEMP_NAME.search(d)]
         self.assertEqual(left, [], where + ": an unmarked prefix differs from a complete one")
