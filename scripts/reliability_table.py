@@ -116,7 +116,7 @@ def tabulate(records, fuzz, outside):
         total_cases += cases
         total_runs += runs
         failed += len(bad)
-        outcome = ("all refused or survived" if not bad else
+        outcome = ("all passed" if not bad else
                    f"**{len(bad)} FAILED**: " + ", ".join(r["test"] for r in bad))
         if skipped:
             outcome += f" ({len(skipped)} skipped)"
