@@ -26,7 +26,7 @@ if [ "$asan" = 1 ]; then
   # Under ASan+UBSan: every unit, bad-input, fault, kill and fuzz-replay test; the end-to-end
   # files that only repeat the release run's code paths over more packages (wheel formats,
   # wheel fixtures, the corpus, network faults, which mostly wait on timeouts) run in the
-  # release pass alone, and the kill soak takes 16 kills instead of 40: CI stays in budget.
-  MAT_KILL_SOAK=${MAT_KILL_SOAK:-16} ctest --preset asan -j 2 \
+  # release pass alone, and the kill soak takes 8 kills instead of 40: CI stays in budget.
+  MAT_KILL_SOAK=${MAT_KILL_SOAK:-8} ctest --preset asan -j 2 \
     -E '^e2e\.(test_wheels_formats|test_wheels_fixtures|test_corpus|test_network_faults)$'
 fi
