@@ -316,9 +316,10 @@ class KillSoakTest(harness.MaterializerTestCase):
                               if r.startswith("conda-meta" + os.sep) and r.endswith(".json"))
         if os.path.exists(os.path.join(meta, ".materializer-incomplete")):
             return
-        # Killed before its marker: nothing but the lock (and temp files) may be there yet.
-        if sorted(r for r in snapshot(prefix) if not TEMP_NAME.search(r)) == [
-                "conda-meta", os.path.join("conda-meta", ".materializer-lock")]:
+        # Killed before its marker: nothing but conda-meta/ and the lock (and temp files) may
+        # be there yet; a kill between creating conda-meta/ and the lock leaves conda-meta/ alone.
+        if {r for r in snapshot(prefix) if not TEMP_NAME.search(r)} <= {
+                "conda-meta", os.path.join("conda-meta", ".materializer-lock")}:
             return
         self.assertEqual(records, want_records,
                          where + ": the prefix is not marked incomplete but lacks records; it "
