@@ -262,20 +262,7 @@ int read_link_at(int dir_fd, std::string_view name, std::string* target) {
 Result<std::string> read_file_at(int dir_fd, std::string_view name, const std::string& shown) {
   UniqueFd fd;
   if (int err = open_read_at(dir_fd, name, &fd)) return ErrnoStatus(shown, err);
-  std::string out;
-  struct stat st;
-  if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("read " + shown, errno);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
+  return read_fd(fd.get(), shown);
 }
 
 Status write_file_atomic_at(int dir_fd, std::string_view name, std::string_view data, mode_t mode,

@@ -101,6 +101,8 @@ Status make_dirs(const std::string& path, mode_t mode = 0755);
 Status remove_all(const std::string& path);
 bool path_exists(const std::string& path);  // lstat succeeds
 bool is_dir(const std::string& path);       // stat says directory (follows links)
+// The rest of open file `fd`, read to its end (`shown` names it in errors).
+Result<std::string> read_fd(int fd, const std::string& shown);
 Result<std::string> read_file(const std::string& path);
 // Writes `data` to `path` atomically: temp file in the same directory, fsync, rename.
 Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644,
